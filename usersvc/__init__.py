@@ -1,0 +1,1 @@
+"""usersvc: the users microservice."""
