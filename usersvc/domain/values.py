@@ -1,0 +1,170 @@
+"""Value rules of the contract (§2): each parser turns raw input into a value or a failure."""
+
+import re
+import unicodedata
+from urllib.parse import urlsplit
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from returns.result import Failure, Result, Success
+
+from usersvc.domain.failures import (
+    InvalidConnectionReason,
+    InvalidContacts,
+    InvalidFullname,
+    LinkNotOfSocialNetwork,
+)
+from usersvc.domain.model import (
+    SOCIAL_NETWORK_HOSTS,
+    ConnectionLink,
+    Contacts,
+    Fullname,
+    SocialNetwork,
+)
+
+NAME_MAX_LENGTH = 100
+EMAIL_MAX_LENGTH = 254
+PHONE_MAX_DIGITS = 15  # E.164
+LINK_MAX_LENGTH = 2048
+CONNECTED_FOR_MAX_LENGTH = 500
+
+# Cc: control characters; Cs: lone surrogates, which JSON can carry but no database can store.
+_CONTROL = frozenset({"Cc", "Cs"})
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in _CONTROL for ch in text)
+
+
+def _unstorable(text: str) -> bool:
+    """NUL and lone surrogates cannot be stored in PostgreSQL ``text``."""
+    return "\x00" in text or any(unicodedata.category(ch) == "Cs" for ch in text)
+
+
+def _name(label: str, raw: str) -> Result[str, InvalidFullname]:
+    name = raw.strip()
+    if not name:
+        return Failure(InvalidFullname(f"{label} is empty"))
+    if len(name) > NAME_MAX_LENGTH:
+        return Failure(InvalidFullname(f"{label} is longer than {NAME_MAX_LENGTH} characters"))
+    if _has_control(name):
+        return Failure(InvalidFullname(f"{label} contains control characters"))
+    return Success(name)
+
+
+def _optional_name(label: str, raw: str | None) -> Result[str | None, InvalidFullname]:
+    if raw is None or not raw.strip():
+        return Success(None)  # "" is stored as null
+    return _name(label, raw)
+
+
+def parse_fullname(
+    firstname: str, lastname: str, middlename: str | None
+) -> Result[Fullname, InvalidFullname]:
+    return Result.do(
+        Fullname(first, last, middle)
+        for first in _name("firstname", firstname)
+        for last in _name("lastname", lastname)
+        for middle in _optional_name("middlename", middlename)
+    )
+
+
+def parse_email(raw: str) -> Result[str, InvalidContacts]:
+    """A syntactically valid address, domain lower-cased; no DNS look-up."""
+    text = raw.strip()
+    if len(text) > EMAIL_MAX_LENGTH:
+        return Failure(InvalidContacts(f"email is longer than {EMAIL_MAX_LENGTH} characters"))
+    if _has_control(text):
+        return Failure(InvalidContacts("email contains control characters"))
+    try:
+        address = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as error:
+        return Failure(InvalidContacts(f"email is not valid: {error}"))
+    if len(address.normalized) > EMAIL_MAX_LENGTH:
+        return Failure(InvalidContacts(f"email is longer than {EMAIL_MAX_LENGTH} characters"))
+    return Success(address.normalized)
+
+
+def email_key(email: str) -> str:
+    """Emails are unique case-insensitively; the database indexes the same expression."""
+    return email.lower()
+
+
+def parse_phone(raw: int) -> Result[int, InvalidContacts]:
+    """E.164 digits with the country code and no ``+``, a possible number for that code."""
+    if raw <= 0 or len(str(raw)) > PHONE_MAX_DIGITS:
+        return Failure(InvalidContacts("phone is not an international number"))
+    try:
+        number = phonenumbers.parse(f"+{raw}")
+    except phonenumbers.NumberParseException:
+        return Failure(InvalidContacts("phone has no known country code"))
+    if not phonenumbers.is_possible_number(number):
+        return Failure(InvalidContacts("phone is not a possible number for its country code"))
+    return Success(raw)
+
+
+def parse_contacts(email: str | None, phone: int | None) -> Result[Contacts, InvalidContacts]:
+    if email is None and phone is None:
+        return Failure(InvalidContacts("at least one of email and phone is required"))
+    return Result.do(
+        Contacts(parsed_email, parsed_phone)
+        for parsed_email in (Success(None) if email is None else parse_email(email))
+        for parsed_phone in (Success(None) if phone is None else parse_phone(phone))
+    )
+
+
+def _belongs(host: str, network: SocialNetwork) -> bool:
+    return any(host == h or host.endswith(f".{h}") for h in SOCIAL_NETWORK_HOSTS[network])
+
+
+def parse_connection_link(
+    network: SocialNetwork, raw: str
+) -> Result[ConnectionLink, LinkNotOfSocialNetwork]:
+    """A link whose host is the network's (or a subdomain), ``https://`` if it had no scheme."""
+    text = raw.strip()
+    if not text:
+        return Failure(LinkNotOfSocialNetwork("connection_link is empty"))
+    if len(text) > LINK_MAX_LENGTH:
+        return Failure(
+            LinkNotOfSocialNetwork(f"connection_link is longer than {LINK_MAX_LENGTH} characters")
+        )
+    if _has_control(text) or any(ch.isspace() for ch in text):
+        return Failure(LinkNotOfSocialNetwork("connection_link contains spaces or control chars"))
+    url = text if _SCHEME.match(text) else f"https://{text}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return Failure(LinkNotOfSocialNetwork("connection_link is not a valid URL"))
+    if parts.scheme.lower() not in {"http", "https"}:
+        return Failure(LinkNotOfSocialNetwork("connection_link must be an http(s) link"))
+    if parts.username is not None or parts.password is not None:
+        return Failure(LinkNotOfSocialNetwork("connection_link must not carry credentials"))
+    host = parts.hostname or ""
+    if not _belongs(host, network):
+        return Failure(
+            LinkNotOfSocialNetwork(f"connection_link does not belong to {network.value}")
+        )
+    key = host.removeprefix("www.") + (f":{port}" if port is not None else "")
+    key += parts.path.rstrip("/")
+    if len(url) > LINK_MAX_LENGTH:
+        return Failure(
+            LinkNotOfSocialNetwork(f"connection_link is longer than {LINK_MAX_LENGTH} characters")
+        )
+    return Success(ConnectionLink(url=url, key=key))
+
+
+def parse_connected_for(raw: str | None) -> Result[str | None, InvalidConnectionReason]:
+    """Free text up to 500 characters; only what PostgreSQL cannot store is refused."""
+    if raw is None:
+        return Success(None)
+    if len(raw) > CONNECTED_FOR_MAX_LENGTH:
+        return Failure(
+            InvalidConnectionReason(
+                f"connected_for is longer than {CONNECTED_FOR_MAX_LENGTH} characters"
+            )
+        )
+    if _unstorable(raw):
+        return Failure(InvalidConnectionReason("connected_for contains NUL or lone surrogates"))
+    return Success(raw)
