@@ -1,0 +1,2 @@
+DROP TABLE linked_accounts;
+DROP TABLE users;

@@ -1,0 +1,82 @@
+"""Shared fixtures: real PostgreSQL and RabbitMQ, databases made and dropped here.
+
+Each test gets its own database, copied from a migrated template made once per
+run, so tests never see each other's rows and never touch data they did not make.
+"""
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from uuid import uuid4
+
+import asyncpg
+import psycopg
+import pytest
+from psycopg import sql
+
+from usersvc.db.migrations import apply_migrations
+from usersvc.db.pool import create_pool
+from usersvc.db.queries import Queries, load
+
+ADMIN_URL = os.environ.get(
+    "USERSVC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+AMQP_URL = os.environ.get("USERSVC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def _url_for(database: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+def _admin(statement: sql.Composable) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
+        connection.execute(statement)
+
+
+def _drop(database: str) -> None:
+    _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+@pytest.fixture(scope="session")
+def template_database() -> Iterator[str]:
+    """A database migrated once per run; every test's database is a copy of it."""
+    name = f"usersvc_test_template_{uuid4().hex[:10]}"
+    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        apply_migrations(_url_for(name))
+        yield name
+    finally:
+        _drop(name)
+
+
+@pytest.fixture
+def database_url(template_database: str) -> Iterator[str]:
+    name = f"usersvc_test_{uuid4().hex[:12]}"
+    _admin(
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_database)
+        )
+    )
+    try:
+        yield _url_for(name)
+    finally:
+        _drop(name)
+
+
+@pytest.fixture(scope="session")
+def queries() -> Queries:
+    return load()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    return AMQP_URL

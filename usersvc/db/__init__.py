@@ -1,0 +1,1 @@
+"""The PostgreSQL shell: handwritten queries, migrations, the command runner."""

@@ -1,0 +1,203 @@
+"""Users in PostgreSQL: load, and run a command as one transaction.
+
+A command runs as *lock the user → pure decision → write the change and its
+event*. Uniqueness is the database's: a unique violation, also one lost in a
+race, becomes the contract's 409 through :data:`CONFLICTS`.
+"""
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+import asyncpg
+from returns.result import Failure, Success
+
+from usersvc.db.queries import Queries
+from usersvc.domain import commands, events
+from usersvc.domain.commands import Change, Decision, Stamp
+from usersvc.domain.failures import DomainFailure, LinkedAccountAlreadyExists, UserAlreadyExists
+from usersvc.domain.model import (
+    ConnectionLink,
+    Contacts,
+    Fullname,
+    LinkedAccount,
+    SocialNetwork,
+    User,
+    UserStatus,
+)
+
+type UserCommand = (
+    commands.RecoverUser
+    | commands.DeleteUserTemporarily
+    | commands.DeleteUserPermanently
+    | commands.ChangeFullname
+    | commands.ChangeContacts
+    | commands.LinkSocialNetwork
+    | commands.UnlinkSocialNetwork
+    | commands.ChangeConnectionReason
+)
+type Command = commands.CreateUser | UserCommand
+
+# Each command on an existing user and the pure function that decides it.
+DECIDE: Mapping[type, Callable[[User | None, UserCommand, Stamp], Decision]] = {
+    commands.RecoverUser: commands.recover_user,
+    commands.DeleteUserTemporarily: commands.delete_user_temporarily,
+    commands.DeleteUserPermanently: commands.delete_user_permanently,
+    commands.ChangeFullname: commands.change_fullname,
+    commands.ChangeContacts: commands.change_contacts,
+    commands.LinkSocialNetwork: commands.link_social_network,
+    commands.UnlinkSocialNetwork: commands.unlink_social_network,
+    commands.ChangeConnectionReason: commands.change_connection_reason,
+}
+
+# Unique constraints (migrations/) and the failure each one means.
+CONFLICTS: Mapping[str, DomainFailure] = {
+    "users_email_key": UserAlreadyExists("email"),
+    "users_phone_key": UserAlreadyExists("phone"),
+    "linked_accounts_one_per_network": LinkedAccountAlreadyExists(
+        "the user already has an account of this social network linked"
+    ),
+    "linked_accounts_link_key_key": LinkedAccountAlreadyExists(
+        "this link is linked to a user already"
+    ),
+}
+
+
+def _linked_account(row: asyncpg.Record) -> LinkedAccount:
+    return LinkedAccount(
+        linked_account_id=row["linked_account_id"],
+        social_network=SocialNetwork(row["social_network"]),
+        connection_link=ConnectionLink(url=row["connection_link"], key=row["link_key"]),
+        connected_for=row["connected_for"],
+        connected_at=row["connected_at"],
+    )
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(
+        user_id=row["user_id"],
+        fullname=Fullname(row["firstname"], row["lastname"], row["middlename"]),
+        contacts=Contacts(row["email"], row["phone"]),
+        status=UserStatus(row["status"]),
+        created_at=row["created_at"],
+        deleted_at=row["deleted_at"],
+        linked_accounts=tuple(_linked_account(a) for a in row["linked_accounts"]),
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Users:
+    """The users table and its neighbours, seen through the domain's records."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        queries: Queries,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        new_id: Callable[[], UUID] = uuid4,
+    ) -> None:
+        self._pool = pool
+        self._q = queries
+        self._clock = clock
+        self._new_id = new_id
+
+    async def get(self, user_id: UUID) -> User | None:
+        row = await self._pool.fetchrow(self._q.load_user, user_id)
+        return None if row is None else _user(row)
+
+    async def execute(self, command: Command, headers: Mapping[str, str] | None = None) -> Decision:
+        """Decide the command on the locked user and commit the change with its event."""
+        stamp = Stamp(now=self._clock(), event_id=self._new_id(), new_id=self._new_id())
+        if isinstance(command, commands.CreateUser):
+            decision = commands.create_user(command, stamp)
+            if isinstance(decision, Failure):
+                return decision  # nothing to ask the database
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                if not isinstance(command, commands.CreateUser):
+                    row = await connection.fetchrow(self._q.lock_user, command.user_id)
+                    user = None if row is None else _user(row)
+                    decision = DECIDE[type(command)](user, command, stamp)
+                match decision:
+                    case Success(change):
+                        await self._write(connection, change, headers or {})
+        except asyncpg.UniqueViolationError as error:
+            conflict = CONFLICTS.get(error.constraint_name or "")
+            if conflict is None:
+                raise
+            return Failure(conflict)
+        return decision
+
+    async def _write(
+        self, connection: asyncpg.Connection, change: Change, headers: Mapping[str, str]
+    ) -> None:
+        q, event, user = self._q, change.event, change.user
+        match event:
+            case events.UserCreated():
+                assert user is not None
+                await connection.execute(
+                    q.insert_user,
+                    user.user_id,
+                    user.fullname.firstname,
+                    user.fullname.lastname,
+                    user.fullname.middlename,
+                    user.contacts.email,
+                    user.contacts.phone,
+                    user.status.value,
+                    user.created_at,
+                )
+            case events.UserRecovered() | events.UserTemporarilyDeleted():
+                assert user is not None
+                await connection.execute(
+                    q.update_status, user.user_id, user.status.value, user.deleted_at
+                )
+            case events.UserPermanentlyDeleted():
+                await connection.execute(q.delete_user, event.user_id)
+                await connection.execute(
+                    q.erase_personal_data, event.user_id, sorted(events.PERSONAL_FIELDS)
+                )
+            case events.FullnameChanged():
+                await connection.execute(
+                    q.update_fullname,
+                    event.user_id,
+                    event.firstname,
+                    event.lastname,
+                    event.middlename,
+                )
+            case events.ContactsChanged():
+                await connection.execute(q.update_contacts, event.user_id, event.email, event.phone)
+            case events.LinkedAccountCreated():
+                assert user is not None
+                account = user.linked_account(event.linked_account_id)
+                assert account is not None
+                await connection.execute(
+                    q.insert_linked_account,
+                    account.linked_account_id,
+                    event.user_id,
+                    account.social_network.value,
+                    account.connection_link.url,
+                    account.connection_link.key,
+                    account.connected_for,
+                    account.connected_at,
+                )
+            case events.LinkedAccountDeleted():
+                await connection.execute(q.delete_linked_account, event.linked_account_id)
+            case events.ConnectionReasonChanged():
+                await connection.execute(
+                    q.update_connected_for, event.linked_account_id, event.connected_for
+                )
+            case _:
+                raise TypeError(f"no write for {event.event_name}")
+        await connection.execute(
+            q.insert_event,
+            event.event_id,
+            event.event_name,
+            event.user_id,
+            event.occurred_at,
+            event.data(),
+            dict(headers),
+        )
