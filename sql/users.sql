@@ -51,3 +51,7 @@ UPDATE users SET email = $2, phone = $3 WHERE user_id = $1;
 -- Permanent deletion; the user's linked accounts go with it (ON DELETE CASCADE).
 -- $1 user_id
 DELETE FROM users WHERE user_id = $1;
+
+-- name: ping
+-- The health check: the database answers.
+SELECT 1;

@@ -28,7 +28,7 @@ def apply_migrations(database_url: str) -> int:
     finally:
         backend.connection.close()
     for migration in pending:
-        log.info("migration applied", extra={"migration": migration.id})
+        log.info("migration %s applied", migration.id)
     return len(pending)
 
 

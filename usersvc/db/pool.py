@@ -1,21 +1,9 @@
 """The asyncpg pool, with JSON done by orjson."""
 
-from uuid import UUID
-
 import asyncpg
 import orjson
 
-
-def _default(value: object) -> str:
-    # asyncpg's own UUID type subclasses uuid.UUID, which orjson only knows exactly.
-    if isinstance(value, UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def dumps(value: object) -> bytes:
-    """JSON as the service writes it everywhere: UUIDs, enums, RFC 3339 UTC with "Z"."""
-    return orjson.dumps(value, default=_default, option=orjson.OPT_UTC_Z)
+from usersvc.serialization import dumps
 
 
 def _dumps(value: object) -> str:

@@ -105,6 +105,10 @@ class Users:
         self._clock = clock
         self._new_id = new_id
 
+    async def ping(self) -> None:
+        """Raises when the database does not answer within a second or two."""
+        await self._pool.fetchval(self._q.ping, timeout=2)
+
     async def get(self, user_id: UUID) -> User | None:
         row = await self._pool.fetchrow(self._q.load_user, user_id)
         return None if row is None else _user(row)

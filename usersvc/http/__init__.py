@@ -1,0 +1,1 @@
+"""The HTTP shell: request validation, the eleven endpoints, envelopes."""

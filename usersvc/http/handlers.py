@@ -1,0 +1,93 @@
+"""The endpoints (§3): read the body into a command, run it, answer in an envelope."""
+
+from collections.abc import Awaitable, Callable, Mapping
+from uuid import UUID
+
+from aiohttp import web
+from returns.result import Failure, Success
+
+from usersvc.db.users import Users
+from usersvc.domain import events
+from usersvc.domain.commands import Decision, existing
+from usersvc.domain.failures import DomainFailure
+from usersvc.http.failures import describe
+from usersvc.http.presenters import present_user
+from usersvc.http.responses import error, invalid, success
+from usersvc.http.schemas import Body, UserPath
+from usersvc.http.validation import load, read_body
+
+USERS = web.AppKey("users", Users)
+
+# W3C trace context travels from the request into the event's message headers.
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _trace_headers(request: web.Request) -> Mapping[str, str]:
+    return {name: request.headers[name] for name in TRACE_HEADERS if name in request.headers}
+
+
+def _created_id(event: events.Event) -> UUID | None:
+    match event:
+        case (
+            events.UserCreated(user_id=new_id)
+            | events.LinkedAccountCreated(linked_account_id=new_id)
+        ):
+            return new_id
+        case _:
+            return None
+
+
+def failed(failure: DomainFailure) -> web.Response:
+    info, message = describe(failure)
+    return error(info.status, info.code, message)
+
+
+def render(decision: Decision) -> web.Response:
+    """201 with the new id for what creates something, 200 otherwise, or the failure's error."""
+    match decision:
+        case Success(change):
+            new_id = _created_id(change.event)
+            return success() if new_id is None else success(new_id, 201)
+        case Failure(failure):
+            return failed(failure)
+    raise AssertionError("a Result is a Success or a Failure")
+
+
+def command_handler(schema: Body) -> Handler:
+    """One handler shape for every command; only the body schema differs."""
+
+    async def handle(request: web.Request) -> web.Response:
+        match await read_body(request, schema):
+            case Failure(detail):
+                return invalid(detail)
+            case Success(command):
+                decision = await request.app[USERS].execute(command, _trace_headers(request))
+                return render(decision)
+        raise AssertionError("a Result is a Success or a Failure")
+
+    return handle
+
+
+_user_path = UserPath()
+
+
+async def get_user(request: web.Request) -> web.Response:
+    match load(_user_path, dict(request.match_info), "path"):
+        case Failure(detail):
+            return invalid(detail)
+        case Success(path):
+            user = await request.app[USERS].get(path["user_id"])
+            match existing(user, path["user_id"]):
+                case Success(found):
+                    return success(present_user(found))
+                case Failure(failure):
+                    return failed(failure)
+    raise AssertionError("a Result is a Success or a Failure")
+
+
+async def healthcheck(request: web.Request) -> web.Response:
+    """200 while the database answers (else 503, by the middleware)."""
+    await request.app[USERS].ping()
+    return success({"status": "OK"})
