@@ -8,68 +8,125 @@ from aiohttp_apispec import docs, request_schema, setup_aiohttp_apispec
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.users import Users
+from usersvc.domain import failures as F  # noqa: N812 - reads as a table of failure names
 from usersvc.http import schemas
+from usersvc.http.failures import FAILURES
 from usersvc.http.handlers import USERS, command_handler, get_user, healthcheck
 from usersvc.http.middleware import envelopes
 
 API = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
 
-# Commands: method, path, body, summary. Each failure it may answer is in the contract §3.
-COMMANDS: tuple[tuple[str, str, type[schemas.Body], str], ...] = (
-    ("POST", "/users/create_user", schemas.CreateUserBody, "Create a user"),
-    ("PUT", "/users/recovery-user", schemas.RecoverUserBody, "Recover a deleted user"),
+type Context = Callable[[web.Application], AsyncIterator[None]]
+
+# Commands: method, path, body, summary, and the failures it may answer (contract §3).
+COMMANDS: tuple[tuple[str, str, type[schemas.Body], str, tuple[type, ...]], ...] = (
+    (
+        "POST",
+        "/users/create_user",
+        schemas.CreateUserBody,
+        "Create a user",
+        (F.InvalidFullname, F.InvalidContacts, F.UserAlreadyExists),
+    ),
+    (
+        "PUT",
+        "/users/recovery-user",
+        schemas.RecoverUserBody,
+        "Recover a temporarily deleted user",
+        (F.UserNotFound, F.UserAlreadyActive),
+    ),
     (
         "DELETE",
         "/users/delete-user-permanently",
         schemas.DeleteUserPermanentlyBody,
         "Delete a user and their linked accounts for good",
+        (F.UserNotFound,),
     ),
     (
         "DELETE",
         "/users/delete-user-temporarily",
         schemas.DeleteUserTemporarilyBody,
         "Delete a user until recovered",
+        (F.UserNotFound, F.UserAlreadyDeleted),
     ),
-    ("PUT", "/users/change-fullname", schemas.ChangeFullnameBody, "Change the fullname"),
-    ("PUT", "/users/change-contacts", schemas.ChangeContactsBody, "Replace email and phone"),
+    (
+        "PUT",
+        "/users/change-fullname",
+        schemas.ChangeFullnameBody,
+        "Change the fullname",
+        (F.UserNotFound, F.UserDeleted, F.InvalidFullname),
+    ),
+    (
+        "PUT",
+        "/users/change-contacts",
+        schemas.ChangeContactsBody,
+        "Replace email and phone (null clears)",
+        (F.UserNotFound, F.UserDeleted, F.InvalidContacts, F.UserAlreadyExists),
+    ),
     (
         "POST",
         "/users/link-social-network",
         schemas.LinkSocialNetworkBody,
         "Link a social-network account",
+        (
+            F.UserNotFound,
+            F.UserDeleted,
+            F.LinkNotOfSocialNetwork,
+            F.InvalidConnectionReason,
+            F.LinkedAccountAlreadyExists,
+        ),
     ),
     (
         "DELETE",
         "/users/unlink-social-network",
         schemas.UnlinkSocialNetworkBody,
         "Unlink a social-network account",
+        (F.UserNotFound, F.UserDeleted, F.LinkedAccountNotFound),
     ),
     (
         "PUT",
         "/users/change-social-network-connection-reason",
         schemas.ChangeConnectionReasonBody,
         "Change why an account is linked",
+        (F.UserNotFound, F.UserDeleted, F.LinkedAccountNotFound, F.InvalidConnectionReason),
     ),
 )
+CREATES = (schemas.CreateUserBody, schemas.LinkSocialNetworkBody)
+
+
+def _responses(success: tuple[int, str], failures: tuple[type, ...]) -> dict[int, dict[str, str]]:
+    """An endpoint's OpenAPI responses, written from the one failure table."""
+    described: dict[int, list[str]] = {422: ["request validation: a `detail` list"]}
+    for failure in failures:
+        info = FAILURES[failure]
+        described.setdefault(info.status, []).append(f"`{info.code}`: {info.message}")
+    status, text = success
+    return {status: {"description": text}} | {
+        code: {"description": "; ".join(texts)} for code, texts in sorted(described.items())
+    }
 
 
 def add_routes(app: web.Application) -> None:
-    for method, path, body, summary in COMMANDS:
-        handler = command_handler(body())
-        handler = docs(tags=["users"], summary=summary)(request_schema(body)(handler))
+    for method, path, body, summary, failures in COMMANDS:
+        success = (201, "the new id") if body in CREATES else (200, "done")
+        described = docs(tags=["users"], summary=summary, responses=_responses(success, failures))
+        handler = described(request_schema(body, required=True)(command_handler(body())))
         app.router.add_route(method, API + path, handler)
-    app.router.add_get(
-        API + "/users/{user_id}", docs(tags=["users"], summary="A user, every field")(get_user)
+    user_docs = docs(
+        tags=["users"],
+        summary="A user, every field",
+        responses=_responses((200, "the user"), (F.UserNotFound,)),
     )
-    app.router.add_post(
-        API + "/healthcheck", docs(tags=["health"], summary="Is the service up")(healthcheck)
+    app.router.add_get(API + "/users/{user_id}", user_docs(get_user))
+    health_docs = docs(
+        tags=["health"],
+        summary="Is the service up",
+        responses={200: {"description": "OK"}, 503: {"description": "database unreachable"}},
     )
+    app.router.add_post(API + "/healthcheck", health_docs(healthcheck))
 
 
-def _users(
-    database_url: str, pool_min_size: int
-) -> Callable[[web.Application], AsyncIterator[None]]:
+def _users(database_url: str, pool_min_size: int) -> Context:
     async def context(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(database_url, min_size=pool_min_size)
         app[USERS] = Users(pool, load())
@@ -83,6 +140,7 @@ def create_app(database_url: str, *, pool_min_size: int = 2) -> web.Application:
     app = web.Application(middlewares=[envelopes], client_max_size=MAX_BODY_BYTES)
     app.cleanup_ctx.append(_users(database_url, pool_min_size))
     add_routes(app)
+    # Swagger 2.0: the library writes request bodies in that version's form.
     setup_aiohttp_apispec(
         app,
         title="usersvc",
@@ -90,7 +148,6 @@ def create_app(database_url: str, *, pool_min_size: int = 2) -> web.Application:
         url="/api/docs/swagger.json",
         swagger_path="/api/docs",
         static_path="/api/docs/static",
-        openapi_version="3.0.2",
         in_place=True,
     )
     return app
