@@ -31,6 +31,10 @@ CONNECTED_FOR_MAX_LENGTH = 500
 # Cc: control characters; Cs: lone surrogates, which JSON can carry but no database can store.
 _CONTROL = frozenset({"Cc", "Cs"})
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# Labels of letters, digits and inner hyphens, dot-separated: the host a browser would
+# open too (urlsplit alone lets "evil.io\\.vk.com" through, which browsers read as evil.io).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 
 
 def _has_control(text: str) -> bool:
@@ -93,7 +97,7 @@ def email_key(email: str) -> str:
 
 def parse_phone(raw: int) -> Result[int, InvalidContacts]:
     """E.164 digits with the country code and no ``+``, a possible number for that code."""
-    if raw <= 0 or len(str(raw)) > PHONE_MAX_DIGITS:
+    if not 0 < raw < 10**PHONE_MAX_DIGITS:
         return Failure(InvalidContacts("phone is not an international number"))
     try:
         number = phonenumbers.parse(f"+{raw}")
@@ -142,6 +146,8 @@ def parse_connection_link(
     if parts.username is not None or parts.password is not None:
         return Failure(LinkNotOfSocialNetwork("connection_link must not carry credentials"))
     host = parts.hostname or ""
+    if not _HOSTNAME.fullmatch(host):
+        return Failure(LinkNotOfSocialNetwork("connection_link has no valid host name"))
     if not _belongs(host, network):
         return Failure(
             LinkNotOfSocialNetwork(f"connection_link does not belong to {network.value}")
