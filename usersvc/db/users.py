@@ -63,6 +63,11 @@ CONFLICTS: Mapping[str, DomainFailure] = {
 }
 
 
+# A transaction that PostgreSQL aborted for its own reasons runs again, this often.
+TRANSACTION_ATTEMPTS = 3
+RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
 def _linked_account(row: asyncpg.Record) -> LinkedAccount:
     return LinkedAccount(
         linked_account_id=row["linked_account_id"],
@@ -114,8 +119,24 @@ class Users:
         return None if row is None else _user(row)
 
     async def execute(self, command: Command, headers: Mapping[str, str] | None = None) -> Decision:
-        """Decide the command on the locked user and commit the change with its event."""
+        """Decide the command on the locked user and commit the change with its event.
+
+        Two commands that wait on each other's unique-index entries (two users
+        swapping contacts) can deadlock; PostgreSQL aborts one, which runs again
+        and then meets the other's committed row as the 409 it is.
+        """
         stamp = Stamp(now=self._clock(), event_id=self._new_id(), new_id=self._new_id())
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                return await self._execute(command, stamp, headers or {})
+            except RETRYABLE:
+                if attempt == TRANSACTION_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _execute(
+        self, command: Command, stamp: Stamp, headers: Mapping[str, str]
+    ) -> Decision:
         if isinstance(command, commands.CreateUser):
             decision = commands.create_user(command, stamp)
             if isinstance(decision, Failure):
@@ -128,7 +149,7 @@ class Users:
                     decision = DECIDE[type(command)](user, command, stamp)
                 match decision:
                     case Success(change):
-                        await self._write(connection, change, headers or {})
+                        await self._write(connection, change, headers)
         except asyncpg.UniqueViolationError as error:
             conflict = CONFLICTS.get(error.constraint_name or "")
             if conflict is None:

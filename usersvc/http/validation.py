@@ -26,7 +26,7 @@ def parse_json(raw: bytes) -> Result[Any, Detail]:
     try:
         # orjson refuses integers beyond 64 bits, which are still JSON: let the rules judge them.
         return Success(json.loads(raw, parse_constant=_reject_constant))
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # nesting deeper than Python recurses
         return Failure(
             [{"loc": ["body"], "msg": f"JSON decode error: {error}", "type": "json_invalid"}]
         )

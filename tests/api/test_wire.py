@@ -1,0 +1,150 @@
+"""§1: the wire conventions that are not one endpoint's: routing errors, oversize bodies,
+the health check, a lost database, and the OpenAPI document."""
+
+import re
+
+from aiohttp.test_utils import TestClient
+
+from tests.api.support import (
+    API,
+    call,
+    call_raw,
+    expect_error,
+    expect_result,
+    user_body,
+)
+from usersvc.http.app import create_app
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nope"
+
+
+async def test_an_unknown_route_is_a_404_envelope_not_found(api: TestClient):
+    await expect_error(await api.get(API + "/nope"), 404, "not_found")
+    await expect_error(await api.delete(API + "/nope", json={}), 404, "not_found")
+    await expect_error(await api.post(API + "/users/create_user/x", json={}), 404, "not_found")
+    await expect_error(await api.get("/"), 404, "not_found")
+
+
+async def test_a_path_below_a_user_is_an_unknown_route(api: TestClient):
+    response = await api.get(f"{API}/users/00000000-0000-4000-8000-000000000000/extra")
+    await expect_error(response, 404, "not_found")
+
+
+async def test_a_wrong_method_is_a_405_envelope_with_an_allow_header(api: TestClient):
+    response = await api.post(API + "/users/recovery-user", json={})
+    await expect_error(response, 405, "method_not_allowed")
+    assert "PUT" in response.headers["Allow"]
+
+
+async def test_a_wrong_method_on_create_user_is_a_405_naming_post(api: TestClient):
+    response = await api.put(API + "/users/create_user", json=user_body())
+    await expect_error(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+async def test_get_on_the_healthcheck_is_405(api: TestClient):
+    response = await api.get(API + "/healthcheck")
+    await expect_error(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+async def test_the_healthcheck_answers_ok_while_the_database_answers(api: TestClient):
+    result = await expect_result(await api.post(API + "/healthcheck"))
+    assert isinstance(result, dict)
+    assert result["status"] == "OK"
+
+
+async def test_a_body_over_one_mebibyte_is_a_413_envelope_and_changes_nothing(
+    api: TestClient, tables
+):
+    before = await tables()
+    huge = user_body(firstname="a" * (1024 * 1024 + 10))
+    response = await call(api, "create_user", huge)
+    await expect_error(response, 413, "payload_too_large")
+    assert await tables() == before
+
+
+async def test_a_body_of_just_over_one_mebibyte_of_whitespace_is_413(api: TestClient):
+    body = b"{}" + b" " * (1024 * 1024)
+    response = await call_raw(api, "recovery_user", body)
+    await expect_error(response, 413, "payload_too_large")
+
+
+async def test_a_body_of_exactly_one_mebibyte_is_read(api: TestClient):
+    body = b'{"user_id": "00000000-0000-4000-8000-000000000000"}'
+    body += b" " * (1024 * 1024 - len(body))
+    assert len(body) == 1024 * 1024
+    response = await call_raw(api, "recovery_user", body)
+    await expect_error(response, 404, "user_not_found")
+
+
+async def test_a_chunked_body_over_one_mebibyte_is_413(api: TestClient):
+    async def chunks():
+        for _ in range(11):
+            yield b" " * 100_000
+        yield b"{}"
+
+    response = await api.put(API + "/users/recovery-user", data=chunks())
+    await expect_error(response, 413, "payload_too_large")
+
+
+async def test_an_unreachable_database_makes_the_healthcheck_a_503_with_retry_after(
+    aiohttp_client,
+):
+    client = await aiohttp_client(create_app(UNREACHABLE, pool_min_size=0))
+    response = await client.post(API + "/healthcheck")
+    await expect_error(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"]
+
+
+async def test_an_unreachable_database_makes_a_command_a_503_with_retry_after(aiohttp_client):
+    client = await aiohttp_client(create_app(UNREACHABLE, pool_min_size=0))
+    response = await call(client, "create_user", user_body())
+    await expect_error(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"]
+    response = await client.get(f"{API}/users/00000000-0000-4000-8000-000000000000")
+    await expect_error(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"]
+
+
+ELEVEN_PATHS = {
+    API + "/healthcheck",
+    API + "/users/create_user",
+    API + "/users/recovery-user",
+    API + "/users/delete-user-permanently",
+    API + "/users/delete-user-temporarily",
+    API + "/users/change-fullname",
+    API + "/users/change-contacts",
+    API + "/users/link-social-network",
+    API + "/users/unlink-social-network",
+    API + "/users/change-social-network-connection-reason",
+    API + "/users/{user_id}",
+}
+
+
+async def test_the_openapi_document_lists_all_eleven_paths(api: TestClient):
+    response = await api.get("/api/docs/swagger.json")
+    assert response.status == 200
+    document = await response.json(content_type=None)
+    assert isinstance(document, dict)
+    assert "openapi" in document or "swagger" in document
+    assert set(document["paths"]) >= ELEVEN_PATHS
+    methods = {path: {m.lower() for m in ops} for path, ops in document["paths"].items()}
+    assert "post" in methods[API + "/users/create_user"]
+    assert "delete" in methods[API + "/users/delete-user-permanently"]
+    assert "get" in methods[API + "/users/{user_id}"]
+
+
+async def test_the_docs_page_is_swagger_ui_served_by_the_app_itself(api: TestClient):
+    response = await api.get("/api/docs")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    page = await response.text()
+    assert "swagger-ui" in page.lower()
+    scripts = re.findall(r"<script[^>]*\bsrc=\"([^\"]+)\"", page)
+    assert scripts, page
+    for src in scripts:
+        assert not re.match(r"^(https?:)?//", src), f"{src} is not served by the app"
+        script = await api.get(src)
+        assert script.status == 200, src
+        assert len(await script.read()) > 1000, src
