@@ -1,0 +1,47 @@
+-- Queries of the outbox relay (same format as users.sql); all prefixed relay_.
+
+-- name: relay_try_lock
+-- Become the one active relay: a session-level advisory lock, held on the relay's
+-- own connection until it closes (so a dead relay's lock goes with its session).
+-- Advisory locks are per database, so every database has its own relay.
+SELECT pg_try_advisory_lock(hashtextextended('usersvc.outbox_relay', 0));
+
+-- name: relay_fetch_batch
+-- The oldest unpublished rows, locked until the batch is marked. NOWAIT: a row
+-- locked by a permanent deletion's erasure (or a second relay) makes the relay
+-- back off rather than wait, so it never deadlocks with the erasure, never skips
+-- a row (which could reorder a user's events) and never sends personal data that
+-- an erasure committed before it.
+-- $1 batch size
+SELECT position, event_id, event_name, user_id, occurred_at, data, headers
+FROM outbox
+WHERE published_at IS NULL
+ORDER BY position
+LIMIT $1
+FOR UPDATE NOWAIT;
+
+-- name: relay_mark_published
+-- The rows whose publish the broker confirmed. clock_timestamp(): the time of the
+-- confirm, not of the batch's transaction start.
+-- $1 positions (bigint[])
+UPDATE outbox
+SET published_at = clock_timestamp()
+WHERE position = ANY($1::bigint[])
+  AND published_at IS NULL;
+
+-- name: relay_delete_published
+-- Keep the outbox small: published rows older than the retention, a slice at a
+-- time so no single statement holds many locks or runs long.
+-- $1 retention (interval), $2 most rows to delete
+DELETE FROM outbox
+WHERE position = ANY(ARRAY(
+    SELECT position
+    FROM outbox
+    WHERE published_at < now() - $1::interval
+    ORDER BY published_at
+    LIMIT $2
+));
+
+-- name: relay_count_backlog
+-- Events waiting to be published (for the health check).
+SELECT count(*) FROM outbox WHERE published_at IS NULL;

@@ -1,0 +1,363 @@
+"""The outbox relay: committed events to RabbitMQ, in commit order, at least once.
+
+One relay leads across all processes and replicas: it holds a PostgreSQL advisory
+lock on a connection of its own, and the others wait until that session ends. The
+leader wakes on NOTIFY (a slow poll covers a lost one), publishes a batch with its
+publisher confirms in flight together, and marks the confirmed rows, in one
+transaction that holds the batch's rows locked. Broker and database outages are
+logged and retried with capped exponential backoff; :meth:`Relay.run` ends only
+when cancelled.
+"""
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Literal
+
+import aiormq
+import asyncpg
+from aiormq.abc import AbstractChannel, AbstractConnection
+from aiormq.exceptions import AMQPError, DeliveryError
+from attrs import field, frozen
+from attrs.validators import ge, gt, min_len
+from pamqp.commands import Basic
+
+from usersvc.amqp.messages import OutboxRow, backoff_delay, settled, to_message
+from usersvc.db.pool import init_connection
+from usersvc.db.queries import Queries
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "usersvc_outbox"  # the outbox trigger's (migrations/0002_outbox.sql)
+CLEANUP_SLICE = 10_000  # published rows deleted per statement
+BUSY_PAUSE = 0.05  # seconds; a batch row was locked by an erasure that commits soon
+CLOSE_TIMEOUT = 5.0
+
+# Failures of the outside world: logged briefly and retried. Anything else is a
+# bug and is logged with its traceback (and retried all the same).
+_OUTAGES = (OSError, AMQPError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+@frozen
+class RelaySettings:
+    amqp_url: str = field(repr=False)  # may carry a password
+    exchange: str = field(default="users", validator=min_len(1))
+    # Durable and bound with "#", so nothing is dropped before consumers bind their own.
+    queue: str = field(default="users", validator=min_len(1))
+    batch_size: int = field(default=500, validator=gt(0))
+    poll_interval: float = field(default=5.0, validator=gt(0))  # for a lost NOTIFY
+    retention: timedelta = timedelta(days=1)  # of published rows
+    cleanup_interval: float = field(default=600.0, validator=gt(0))
+    backoff_initial: float = field(default=0.5, validator=gt(0))
+    backoff_max: float = field(default=30.0, validator=gt(0))
+    # How often a waiting relay tries to take the lead (the takeover delay at most).
+    lock_retry_interval: float = field(default=1.0, validator=gt(0))
+    # A batch's rows stay locked until its confirms come, and a permanent deletion
+    # of one of their users waits for them: keep this short.
+    confirm_timeout: float = field(default=10.0, validator=gt(0))
+    connect_timeout: float = field(default=10.0, validator=gt(0))
+    db_command_timeout: float = field(default=30.0, validator=ge(0))
+
+
+@frozen
+class RelayHealth:
+    broker: Literal["connected", "disconnected"]
+    leader: bool
+    last_error: str | None
+
+
+@frozen
+class _Batch:
+    fetched: int
+    problem: str | None = None  # a message returned or nacked: retry after a backoff
+    busy: bool = False  # a row was locked by someone else: retry shortly
+
+
+class BrokerConnectionLostError(ConnectionError):
+    pass
+
+
+async def outbox_backlog(pool: asyncpg.Pool, queries: Queries) -> int:
+    """Events committed and not yet confirmed by the broker."""
+    return await pool.fetchval(queries.relay_count_backlog)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _row(record: asyncpg.Record) -> OutboxRow:
+    return OutboxRow(
+        position=record["position"],
+        event_id=record["event_id"],
+        event_name=record["event_name"],
+        user_id=record["user_id"],
+        occurred_at=record["occurred_at"],
+        data=record["data"],
+        headers=record["headers"],
+    )
+
+
+class Relay:
+    """Publishes the outbox; run one per process, only one of them publishes at a time."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        database_url: str,
+        queries: Queries,
+        settings: RelaySettings,
+        *,
+        on_published: Callable[[Sequence[OutboxRow]], None] | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        """``on_published`` is called with each batch's rows once they are confirmed and
+        marked (for metrics); ``jitter`` draws the backoff's random part."""
+        self._pool = pool
+        self._database_url = database_url
+        self._q = queries
+        self._settings = settings
+        self._on_published = on_published
+        self._jitter = jitter
+        self._connected = False
+        self._leader = False
+        self._last_error: str | None = None
+        self._attempt = 0  # sessions failed in a row (each short-lived), for the backoff
+
+    def health(self) -> RelayHealth:
+        return RelayHealth(
+            broker="connected" if self._connected else "disconnected",
+            leader=self._leader,
+            last_error=self._last_error,
+        )
+
+    async def run(self) -> None:
+        """Relay until cancelled: connect, wait for the lead, publish; on failure back off."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                await self._session()
+            except _OUTAGES as error:
+                self._last_error = _describe(error)
+                log.warning("outbox relay: %s", self._last_error)
+            except Exception as error:
+                self._last_error = _describe(error)
+                log.exception("outbox relay failed")
+            if loop.time() - started >= self._settings.backoff_max:
+                self._attempt = 0  # a new outage, not the same one going on
+            delay = self._backoff(self._attempt)
+            self._attempt += 1
+            log.info("outbox relay: reconnecting in %.2f s", delay)
+            await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        s = self._settings
+        return backoff_delay(attempt, s.backoff_initial, s.backoff_max, self._jitter())
+
+    async def _session(self) -> None:
+        """One connection to each side; returns only by raising."""
+        async with AsyncExitStack() as stack:
+            # Entered first, closed last: the lock is released only once this relay
+            # can publish nothing more (its broker connection is closed).
+            db = await self._connect_db()
+            stack.push_async_callback(_close_db, db)
+            broker = await self._connect_broker()
+            stack.push_async_callback(_close_broker, broker)
+            channel = await broker.channel(publisher_confirms=True)
+            await self._declare(channel)
+            self._connected = True
+            stack.callback(setattr, self, "_connected", False)
+            self._last_error = None
+
+            while not await db.fetchval(self._q.relay_try_lock):
+                await self._pause(broker, self._settings.lock_retry_interval)
+            self._leader = True
+            stack.callback(setattr, self, "_leader", False)
+            log.info("outbox relay: leading (exchange %r)", self._settings.exchange)
+            await self._lead(db, channel, broker)
+
+    async def _connect_db(self) -> asyncpg.Connection:
+        connection = await asyncpg.connect(
+            self._database_url,
+            timeout=self._settings.connect_timeout,
+            command_timeout=self._settings.db_command_timeout or None,
+            server_settings={
+                "application_name": "usersvc-relay",
+                # The lock is the session's: if this host vanishes without closing the
+                # connection, the server ends the session (freeing the lead) in ~30 s
+                # rather than after the system's default of hours.
+                "tcp_keepalives_idle": "15",
+                "tcp_keepalives_interval": "5",
+                "tcp_keepalives_count": "3",
+            },
+        )
+        try:
+            await init_connection(connection)  # the outbox's jsonb, read as the pool reads it
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
+
+    async def _connect_broker(self) -> AbstractConnection:
+        async with asyncio.timeout(self._settings.connect_timeout):
+            return await aiormq.connect(self._settings.amqp_url)
+
+    async def _declare(self, channel: AbstractChannel) -> None:
+        s = self._settings
+        await channel.exchange_declare(s.exchange, exchange_type="topic", durable=True)
+        await channel.queue_declare(s.queue, durable=True)
+        await channel.queue_bind(s.queue, s.exchange, routing_key="#")
+
+    async def _pause(
+        self, broker: AbstractConnection, seconds: float, wake: asyncio.Event | None = None
+    ) -> None:
+        """Wait ``seconds`` (less when woken); raise as soon as the broker connection drops,
+        so health tells of it and the reconnection starts at once."""
+        closing = broker.closing
+        waiters: set[asyncio.Future] = {closing}
+        if wake is not None:
+            waiters.add(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if broker.is_closed:
+            raise BrokerConnectionLostError("the broker connection was closed")
+
+    async def _lead(
+        self, db: asyncpg.Connection, channel: AbstractChannel, broker: AbstractConnection
+    ) -> None:
+        s = self._settings
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        # NOTIFY comes at the commit of each transaction that wrote events.
+        await db.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
+        # A lost session (and with it the lead) is noticed at the next fetch.
+        db.add_termination_listener(lambda *_: wake.set())
+        next_cleanup = loop.time()
+        failures = 0
+        while True:
+            if loop.time() >= next_cleanup:
+                await self._clean_up()
+                next_cleanup = loop.time() + s.cleanup_interval
+            wake.clear()  # before the fetch: a commit during the batch wakes the next round
+            batch = await self._publish_batch(db, channel, broker)
+            if batch.busy:
+                await self._pause(broker, BUSY_PAUSE)
+            elif batch.problem is not None:
+                self._last_error = batch.problem
+                log.warning("outbox relay: %s; retrying the batch from there", batch.problem)
+                await self._pause(broker, self._backoff(failures))
+                failures += 1
+            else:
+                failures = 0
+                self._last_error = None
+                if batch.fetched < s.batch_size:
+                    idle = min(s.poll_interval, max(0.0, next_cleanup - loop.time()))
+                    await self._pause(broker, idle, wake)
+
+    async def _publish_batch(
+        self, db: asyncpg.Connection, channel: AbstractChannel, broker: AbstractConnection
+    ) -> _Batch:
+        """Publish the oldest unpublished rows and mark what the broker confirmed.
+
+        A lost broker connection is raised only after the transaction has marked the
+        rows confirmed before it, so fewer are sent twice.
+        """
+        try:
+            async with db.transaction():
+                records = await db.fetch(self._q.relay_fetch_batch, self._settings.batch_size)
+                if not records:
+                    return _Batch(0)
+                rows = [_row(record) for record in records]
+                results = await self._publish_all(channel, broker, rows)
+                positions = settled(rows, [isinstance(r, Basic.Ack) for r in results])
+                if positions:
+                    await db.execute(self._q.relay_mark_published, positions)
+        except asyncpg.LockNotAvailableError:
+            return _Batch(0, busy=True)
+        if positions and self._on_published is not None:
+            marked = set(positions)
+            try:
+                self._on_published([row for row in rows if row.position in marked])
+            except Exception:  # a metric's bug must not stop the events
+                log.exception("outbox relay: on_published failed")
+        errors = [r for r in results if isinstance(r, BaseException)]
+        lost = next((e for e in errors if not isinstance(e, DeliveryError)), None)
+        if lost is not None:
+            raise BrokerConnectionLostError(f"publishing failed: {_describe(lost)}") from lost
+        problem = None
+        if errors:
+            problem = f"{len(errors)} of {len(rows)} not confirmed: {_describe(errors[0])}"
+        return _Batch(len(rows), problem=problem)
+
+    async def _publish_all(
+        self, channel: AbstractChannel, broker: AbstractConnection, rows: Sequence[OutboxRow]
+    ) -> list[object]:
+        """Each row's confirm (``Basic.Ack``) or error, in row order."""
+        # Started in row order, the publishes take the channel's (FIFO) lock in that
+        # order, so the broker receives them in commit order.
+        tasks = [asyncio.ensure_future(self._publish(channel, row)) for row in rows]
+        publishes = asyncio.gather(*tasks, return_exceptions=True)
+        closing = {broker.closing, channel.closing}
+        try:
+            await asyncio.wait({publishes, *closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # When the connection drops, aiormq fails the confirms it waits for, but a
+            # publish queued behind a full write buffer would wait out its timeout:
+            # none of those can be confirmed any more. (And on cancellation, stop all.)
+            for waiter in (*closing, *tasks):
+                waiter.cancel()
+        return await publishes
+
+    async def _publish(self, channel: AbstractChannel, row: OutboxRow) -> object:
+        message = to_message(row)
+        return await channel.basic_publish(
+            message.body,
+            exchange=self._settings.exchange,
+            routing_key=message.routing_key,
+            properties=message.properties,
+            mandatory=True,  # an unroutable message comes back as an error, not dropped
+            # Not waiting for each frame to reach the socket lets the batch's publishes
+            # queue up back to back (the order stays: the channel lock is taken in turn).
+            wait=False,
+            timeout=self._settings.confirm_timeout,
+        )
+
+    async def _clean_up(self) -> None:
+        """Delete published rows older than the retention."""
+        deleted = 0
+        while True:
+            status = await self._pool.execute(
+                self._q.relay_delete_published, self._settings.retention, CLEANUP_SLICE
+            )
+            count = int(status.split()[-1])
+            deleted += count
+            if count < CLEANUP_SLICE:
+                break
+        if deleted:
+            log.info("outbox relay: deleted %d published rows", deleted)
+
+
+async def _close_broker(broker: AbstractConnection) -> None:
+    try:
+        await broker.close(timeout=CLOSE_TIMEOUT)
+    except Exception as error:  # closing a broken connection: nothing left to do
+        log.debug("outbox relay: closing the broker connection: %s", _describe(error))
+
+
+async def _close_db(db: asyncpg.Connection) -> None:
+    # A broken session, or a cancellation while closing: drop the socket; the server
+    # then ends the session, and its advisory lock with it.
+    try:
+        await db.close(timeout=CLOSE_TIMEOUT)
+    except Exception:
+        db.terminate()
+    except BaseException:
+        db.terminate()
+        raise
