@@ -2,16 +2,21 @@
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
 
+from usersvc.amqp import Relay, RelaySettings
 from usersvc.config import Settings
 from usersvc.db.embedded import start_embedded_postgres
 from usersvc.db.migrations import apply_migrations
+from usersvc.db.pool import create_pool
+from usersvc.db.queries import load
 from usersvc.http.app import create_app
 
 log = logging.getLogger("usersvc")
@@ -37,8 +42,34 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="apply pending migrations, then serve (default)")
     serve.add_argument("--host", default=settings.host)
     serve.add_argument("--port", type=int, default=settings.port)
+    serve.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="do not publish the outbox from this process (run 'usersvc relay' elsewhere)",
+    )
     commands.add_parser("migrate", help="apply pending migrations and exit")
+    commands.add_parser("relay", help="apply pending migrations, then only publish the outbox")
     return parser
+
+
+def _relay_settings(settings: Settings) -> RelaySettings:
+    return RelaySettings(
+        amqp_url=settings.amqp_url, exchange=settings.amqp_exchange, queue=settings.amqp_queue
+    )
+
+
+async def _run_relay(database_url: str, relay_settings: RelaySettings) -> None:
+    """The relay alone, until SIGTERM or SIGINT."""
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    task = asyncio.create_task(Relay(pool, database_url, load(), relay_settings).run())
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        await pool.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -53,11 +84,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.info("%d migration(s) applied", applied)
     if args.command == "migrate":
         return
+    loop = _new_loop()
+    if args.command == "relay":
+        log.info("relaying the outbox to %s", settings.amqp_exchange)
+        loop.run_until_complete(_run_relay(database_url, _relay_settings(settings)))
+        return
     host = getattr(args, "host", settings.host)
     port = getattr(args, "port", settings.port)
-    app = create_app(database_url)
+    relay = None if getattr(args, "no_relay", False) else _relay_settings(settings)
+    app = create_app(database_url, relay=relay)
     log.info("serving on http://%s:%d (API under /api/v1, docs at /api/docs)", host, port)
-    web.run_app(app, host=host, port=port, print=None, loop=_new_loop())
+    web.run_app(app, host=host, port=port, print=None, loop=loop)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

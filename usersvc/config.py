@@ -11,6 +11,7 @@ class Settings:
     database_url: str | None  # None: start the embedded development PostgreSQL
     amqp_url: str
     amqp_exchange: str
+    amqp_queue: str
     log_level: str
     host: str
     port: int
@@ -21,6 +22,7 @@ class Settings:
             database_url=environ.get("USERSVC_DATABASE_URL") or None,
             amqp_url=environ.get("USERSVC_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             amqp_exchange=environ.get("USERSVC_AMQP_EXCHANGE", "users"),
+            amqp_queue=environ.get("USERSVC_AMQP_QUEUE", "users"),
             log_level=environ.get("USERSVC_LOG_LEVEL", "INFO").upper(),
             host=environ.get("USERSVC_HOST", "0.0.0.0"),  # noqa: S104 - a service in a container
             port=int(environ.get("USERSVC_PORT", "8000")),

@@ -1,17 +1,28 @@
 """The aiohttp application: routes, middleware, and what lives as long as the app."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from aiohttp_apispec import docs, request_schema, setup_aiohttp_apispec
 
+from usersvc.amqp import Relay, RelaySettings
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.users import Users
 from usersvc.domain import failures as F  # noqa: N812 - reads as a table of failure names
 from usersvc.http import schemas
 from usersvc.http.failures import FAILURES
-from usersvc.http.handlers import USERS, command_handler, get_user, healthcheck
+from usersvc.http.handlers import (
+    POOL,
+    QUERIES,
+    RELAY,
+    USERS,
+    command_handler,
+    get_user,
+    healthcheck,
+)
 from usersvc.http.middleware import envelopes
 
 API = "/api/v1"
@@ -126,19 +137,41 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(API + "/healthcheck", health_docs(healthcheck))
 
 
-def _users(database_url: str, pool_min_size: int) -> Context:
+def _database(database_url: str, pool_min_size: int) -> Context:
     async def context(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(database_url, min_size=pool_min_size)
-        app[USERS] = Users(pool, load())
+        app[POOL] = pool
+        app[USERS] = Users(pool, app[QUERIES])
         yield
         await pool.close()
 
     return context
 
 
-def create_app(database_url: str, *, pool_min_size: int = 2) -> web.Application:
+def _relay(database_url: str, settings: RelaySettings) -> Context:
+    """The outbox relay beside the API; it stops before the pool closes."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        relay = Relay(app[POOL], database_url, app[QUERIES], settings)
+        app[RELAY] = relay
+        task = asyncio.create_task(relay.run(), name="outbox-relay")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
+def create_app(
+    database_url: str, *, relay: RelaySettings | None = None, pool_min_size: int = 2
+) -> web.Application:
+    """The API; with ``relay`` settings the outbox relay runs in this process too."""
     app = web.Application(middlewares=[envelopes], client_max_size=MAX_BODY_BYTES)
-    app.cleanup_ctx.append(_users(database_url, pool_min_size))
+    app[QUERIES] = load()
+    app.cleanup_ctx.append(_database(database_url, pool_min_size))
+    if relay is not None:
+        app.cleanup_ctx.append(_relay(database_url, relay))
     add_routes(app)
     # Swagger 2.0: the library writes request bodies in that version's form.
     setup_aiohttp_apispec(

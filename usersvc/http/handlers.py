@@ -3,9 +3,12 @@
 from collections.abc import Awaitable, Callable, Mapping
 from uuid import UUID
 
+import asyncpg
 from aiohttp import web
 from returns.result import Failure, Success
 
+from usersvc.amqp import Relay, outbox_backlog
+from usersvc.db.queries import Queries
 from usersvc.db.users import Users
 from usersvc.domain import events
 from usersvc.domain.commands import Decision, existing
@@ -16,7 +19,10 @@ from usersvc.http.responses import error, invalid, success
 from usersvc.http.schemas import Body, UserPath
 from usersvc.http.validation import load, read_body
 
+POOL = web.AppKey("pool", asyncpg.Pool)
+QUERIES = web.AppKey("queries", Queries)
 USERS = web.AppKey("users", Users)
+RELAY = web.AppKey("relay", Relay)
 
 # W3C trace context travels from the request into the event's message headers.
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -88,6 +94,18 @@ async def get_user(request: web.Request) -> web.Response:
 
 
 async def healthcheck(request: web.Request) -> web.Response:
-    """200 while the database answers (else 503, by the middleware)."""
-    await request.app[USERS].ping()
-    return success({"status": "OK"})
+    """200 while the database answers (else 503, by the middleware), with the relay's
+    view of the broker and the events still waiting in the outbox."""
+    app = request.app
+    await app[USERS].ping()
+    result: dict[str, object] = {"status": "OK", "database": "up"}
+    relay = app.get(RELAY)
+    if relay is not None:
+        health = relay.health()
+        result |= {
+            "broker": health.broker,
+            "outbox_backlog": await outbox_backlog(app[POOL], app[QUERIES]),
+            "relay_leader": health.leader,
+            "relay_last_error": health.last_error,
+        }
+    return success(result)
