@@ -1,0 +1,231 @@
+"""The ``usersvc`` command as an operator runs it: real processes, real ports."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import aiormq
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.conftest import ADMIN_URL, AMQP_URL
+
+STARTUP_SECONDS = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _admin(statement: sql.Composable) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
+        connection.execute(statement)
+
+
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """A database with no tables at all: the command must migrate it."""
+    name = f"usersvc_test_cli_{uuid4().hex[:10]}"
+    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
+    finally:
+        _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USERSVC_")}
+    return env | values
+
+
+def _usersvc(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "usersvc", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _post(url: str, body: object | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
+def _wait_healthy(process: subprocess.Popen, port: int) -> dict:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"usersvc exited {process.returncode}:\n{process.stdout.read()}")
+        try:
+            status, body = _post(f"http://127.0.0.1:{port}/api/v1/healthcheck")
+        except OSError:
+            time.sleep(0.2)
+            continue
+        assert status == 200
+        return body
+    process.kill()
+    pytest.fail(f"usersvc did not answer within {STARTUP_SECONDS} s:\n{process.stdout.read()}")
+
+
+def _stop(process: subprocess.Popen) -> str:
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"usersvc did not stop on SIGTERM:\n{output}")
+    assert process.returncode == 0, output
+    return output
+
+
+def test_migrate_creates_the_schema_and_a_second_run_applies_nothing(
+    empty_database_url: str,
+) -> None:
+    env = _env(USERSVC_DATABASE_URL=empty_database_url)
+    first = subprocess.run(
+        [sys.executable, "-m", "usersvc", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "2 migration(s) applied" in first.stderr
+    with psycopg.connect(empty_database_url) as connection:
+        tables = {
+            row[0]
+            for row in connection.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        }
+    assert {"users", "linked_accounts", "outbox"} <= tables
+    again = subprocess.run(
+        [sys.executable, "-m", "usersvc", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "0 migration(s) applied" in again.stderr
+
+
+def test_serve_migrates_answers_on_its_port_and_stops_cleanly_on_sigterm(
+    empty_database_url: str,
+) -> None:
+    port = _free_port()
+    process = _usersvc(
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-relay",
+        env=_env(USERSVC_DATABASE_URL=empty_database_url),
+    )
+    body = _wait_healthy(process, port)
+    assert body == {"status": 200, "result": {"status": "OK", "database": "up"}}
+    status, created = _post(
+        f"http://127.0.0.1:{port}/api/v1/users/create_user",
+        {
+            "phone": 79161234567,
+            "email": "cli@example.com",
+            "firstname": "Ivan",
+            "lastname": "Petrov",
+            "middlename": None,
+        },
+    )
+    assert status == 201
+    assert created["status"] == 201
+    _stop(process)
+
+
+def test_relay_alone_publishes_what_the_api_committed(empty_database_url: str) -> None:
+    suffix = uuid4().hex[:10]
+    exchange, queue = f"users.test.cli.{suffix}", f"users.test.cli.{suffix}"
+    env = _env(
+        USERSVC_DATABASE_URL=empty_database_url,
+        USERSVC_AMQP_URL=AMQP_URL,
+        USERSVC_AMQP_EXCHANGE=exchange,
+        USERSVC_AMQP_QUEUE=queue,
+    )
+    port = _free_port()
+    api = _usersvc("serve", "--host", "127.0.0.1", "--port", str(port), "--no-relay", env=env)
+    relay = None
+    try:
+        _wait_healthy(api, port)
+        status, created = _post(
+            f"http://127.0.0.1:{port}/api/v1/users/create_user",
+            {
+                "phone": 79161234568,
+                "email": "relay-cli@example.com",
+                "firstname": "Ivan",
+                "lastname": "Petrov",
+                "middlename": None,
+            },
+        )
+        assert status == 201
+        relay = _usersvc("relay", env=env)
+        message = asyncio.run(_first_message(queue, exchange))
+        assert json.loads(message)["user_id"] == created["result"]
+        _stop(relay)
+    finally:
+        for process in (api, relay):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+async def _first_message(queue: str, exchange: str, within: float = 30.0) -> bytes:
+    connection = await aiormq.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        async with asyncio.timeout(within):
+            while True:
+                try:
+                    message = await channel.basic_get(queue, no_ack=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    # The relay has not declared the queue yet.
+                    channel = await connection.channel()
+                    message = None
+                if message is not None and message.body:
+                    return message.body
+                await asyncio.sleep(0.1)
+    finally:
+        channel = await connection.channel()
+        await channel.queue_delete(queue)
+        await channel.exchange_delete(exchange)
+        await connection.close()
+
+
+def test_with_no_database_configured_serve_starts_an_embedded_postgresql(
+    tmp_path: Path,
+) -> None:
+    tmp_path.chmod(0o755)  # the embedded server runs as its own system user when we are root
+    port = _free_port()
+    process = _usersvc(
+        "serve", "--host", "127.0.0.1", "--port", str(port), "--no-relay", env=_env(), cwd=tmp_path
+    )
+    try:
+        body = _wait_healthy(process, port)
+        assert body["result"]["status"] == "OK"
+    finally:
+        output = _stop(process)
+    assert "embedded development PostgreSQL" in output
+    assert (tmp_path / ".pgdata" / "PG_VERSION").exists()
