@@ -38,24 +38,6 @@ BODY_KEYS: dict[str, tuple[str, ...]] = {
     "change_reason": ("user_id", "linked_account_id", "reason"),
 }
 
-# The contract's §4 table: event name → the keys of its ``data``.
-EVENT_DATA_KEYS: dict[str, set[str]] = {
-    "UserCreated": {"firstname", "lastname", "middlename", "email", "phone", "status"},
-    "UserRecovered": {"status"},
-    "UserTemporarilyDeleted": {"status", "deleted_at"},
-    "UserPermanentlyDeleted": {"linked_account_ids"},
-    "FullnameChanged": {"firstname", "lastname", "middlename"},
-    "ContactsChanged": {"email", "phone"},
-    "LinkedAccountCreated": {
-        "linked_account_id",
-        "social_network",
-        "connection_link",
-        "connected_for",
-        "connected_at",
-    },
-    "LinkedAccountDeleted": {"linked_account_id", "social_network"},
-    "ConnectionReasonChanged": {"linked_account_id", "connected_for"},
-}
 
 USER_FIELDS = {
     "user_id",

@@ -9,7 +9,6 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from tests.api.support import (
-    EVENT_DATA_KEYS,
     assert_envelope,
     call,
     create_user,
@@ -18,6 +17,7 @@ from tests.api.support import (
     outbox,
     user_body,
 )
+from tests.contract import EVENT_DATA_KEYS
 
 
 async def answers(responses: list[ClientResponse]) -> list[tuple[int, Any]]:

@@ -8,7 +8,6 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from tests.api.support import (
-    EVENT_DATA_KEYS,
     call,
     create_user,
     expect_result,
@@ -17,16 +16,7 @@ from tests.api.support import (
     outbox,
     user_body,
 )
-
-PERSONAL = {
-    "firstname",
-    "lastname",
-    "middlename",
-    "email",
-    "phone",
-    "connection_link",
-    "connected_for",
-}
+from tests.contract import EVENT_DATA_KEYS, PERSONAL_DATA
 
 
 async def one_new_event(pool: asyncpg.Pool, before: int, user_id: str) -> dict[str, Any]:
@@ -219,7 +209,7 @@ async def test_permanent_deletion_erases_personal_data_of_waiting_events(api: Te
     ]
     for row in mine:
         assert set(row["data"]) == EVENT_DATA_KEYS[row["event_name"]], row
-        for key in PERSONAL & set(row["data"]):
+        for key in PERSONAL_DATA & set(row["data"]):
             assert row["data"][key] is None, row
         assert row["published_at"] is None
     created, _, _, linked, reason, deleted, gone = (r["data"] for r in mine)

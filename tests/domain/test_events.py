@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from returns.result import Success
 
+from tests.contract import EVENT_DATA_KEYS
 from tests.domain.strategies import (
     CREATE_USERS,
     REASONS,
@@ -20,25 +21,6 @@ from usersvc.domain import commands, events
 from usersvc.domain.commands import Change, Stamp
 from usersvc.domain.model import SocialNetwork, User, UserStatus
 
-# The contract's §4 table: event name → the keys of its ``data``.
-CONTRACT_EVENTS = {
-    "UserCreated": {"firstname", "lastname", "middlename", "email", "phone", "status"},
-    "UserRecovered": {"status"},
-    "UserTemporarilyDeleted": {"status", "deleted_at"},
-    "UserPermanentlyDeleted": {"linked_account_ids"},
-    "FullnameChanged": {"firstname", "lastname", "middlename"},
-    "ContactsChanged": {"email", "phone"},
-    "LinkedAccountCreated": {
-        "linked_account_id",
-        "social_network",
-        "connection_link",
-        "connected_for",
-        "connected_at",
-    },
-    "LinkedAccountDeleted": {"linked_account_id", "social_network"},
-    "ConnectionReasonChanged": {"linked_account_id", "connected_for"},
-}
-
 
 def the_event(result, event_type: type[events.Event], user_id, stamp: Stamp) -> events.Event:
     """The one event of a successful ``result``, checked against the contract's table."""
@@ -48,7 +30,7 @@ def the_event(result, event_type: type[events.Event], user_id, stamp: Stamp) -> 
     event = change.event
     assert type(event) is event_type
     assert event.event_name == event_type.__name__
-    assert set(event.data()) == CONTRACT_EVENTS[event.event_name]
+    assert set(event.data()) == EVENT_DATA_KEYS[event.event_name]
     assert event.event_id == stamp.event_id
     assert event.occurred_at == stamp.now
     assert event.user_id == user_id
@@ -56,11 +38,11 @@ def the_event(result, event_type: type[events.Event], user_id, stamp: Stamp) -> 
 
 
 def test_the_event_types_are_exactly_the_contracts_events():
-    assert {t.__name__ for t in events.EVENT_TYPES} == set(CONTRACT_EVENTS)
+    assert {t.__name__ for t in events.EVENT_TYPES} == set(EVENT_DATA_KEYS)
     for event_type in events.EVENT_TYPES:
         header = {"event_id", "occurred_at", "user_id"}
         fields = {f for f in event_type.__attrs_attrs__ if f.name not in header}
-        assert {f.name for f in fields} == CONTRACT_EVENTS[event_type.__name__]
+        assert {f.name for f in fields} == EVENT_DATA_KEYS[event_type.__name__]
 
 
 def test_events_of_permanent_deletion_and_status_changes_carry_no_personal_data():

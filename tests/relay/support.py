@@ -26,34 +26,6 @@ FAST = {
     "connect_timeout": 2.0,
 }
 
-# §4's table, written out rather than taken from the code it checks.
-CONTRACT_DATA = {
-    "UserCreated": {"firstname", "lastname", "middlename", "email", "phone", "status"},
-    "UserRecovered": {"status"},
-    "UserTemporarilyDeleted": {"status", "deleted_at"},
-    "UserPermanentlyDeleted": {"linked_account_ids"},
-    "FullnameChanged": {"firstname", "lastname", "middlename"},
-    "ContactsChanged": {"email", "phone"},
-    "LinkedAccountCreated": {
-        "linked_account_id",
-        "social_network",
-        "connection_link",
-        "connected_for",
-        "connected_at",
-    },
-    "LinkedAccountDeleted": {"linked_account_id", "social_network"},
-    "ConnectionReasonChanged": {"linked_account_id", "connected_for"},
-}
-PERSONAL = {
-    "firstname",
-    "lastname",
-    "middlename",
-    "email",
-    "phone",
-    "connection_link",
-    "connected_for",
-}
-
 
 def traceparent() -> str:
     return f"00-{uuid4().hex}-{uuid4().hex[:16]}-01"

@@ -10,8 +10,8 @@ from jsonschema import Draft7Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
+from tests.contract import EVENT_DATA_KEYS
 from tests.relay.support import (
-    CONTRACT_DATA,
     Consumer,
     StartRelay,
     create_user,
@@ -47,8 +47,8 @@ def test_asyncapi_describes_every_event_with_the_contracts_fields(
         == (exchange["exchange"])
     )
     assert asyncapi["channels"]["usersQueue"]["bindings"]["amqp"]["queue"]["durable"] is True
-    assert set(asyncapi["components"]["messages"]) == set(CONTRACT_DATA)
-    for name, fields in CONTRACT_DATA.items():
+    assert set(asyncapi["components"]["messages"]) == set(EVENT_DATA_KEYS)
+    for name, fields in EVENT_DATA_KEYS.items():
         channel = asyncapi["channels"][name]
         assert channel["address"] == name  # the routing key
         assert asyncapi["operations"][f"send{name}"]["action"] == "send"
@@ -98,4 +98,4 @@ async def test_published_messages_validate_against_the_asyncapi_schemas(
         validator(asyncapi, f"/components/messages/{name}/headers").validate(
             message.header.properties.headers
         )
-    assert names == set(CONTRACT_DATA)
+    assert names == set(EVENT_DATA_KEYS)

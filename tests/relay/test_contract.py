@@ -10,9 +10,8 @@ import asyncpg
 import orjson
 from returns.result import Failure
 
+from tests.contract import EVENT_DATA_KEYS, PERSONAL_DATA
 from tests.relay.support import (
-    CONTRACT_DATA,
-    PERSONAL,
     Consumer,
     StartRelay,
     create_user,
@@ -47,7 +46,7 @@ async def test_each_command_event_arrives_once_with_every_contract_field(
     user_id = await every_event(run)
     await asyncio.sleep(0.3)  # time for any duplicate to show
 
-    assert {type(e).__name__ for e, _ in sent} == set(CONTRACT_DATA)
+    assert {type(e).__name__ for e, _ in sent} == set(EVENT_DATA_KEYS)
     assert Counter(consumer.ids()) == {str(e.event_id): 1 for e, _ in sent}
     for message, (event, trace) in zip(consumer.messages, sent, strict=True):
         properties = message.header.properties
@@ -68,7 +67,7 @@ async def test_each_command_event_arrives_once_with_every_contract_field(
             "data": orjson.loads(dumps(event.data())),
         }
         assert body["occurred_at"].endswith("Z")
-        assert set(body["data"]) == CONTRACT_DATA[event.event_name]
+        assert set(body["data"]) == EVENT_DATA_KEYS[event.event_name]
 
 
 async def test_a_failed_command_sends_nothing(
@@ -133,7 +132,7 @@ async def test_no_personal_data_in_events_sent_after_a_permanent_deletion(
         "UserPermanentlyDeleted",
     ]
     for body in mine:
-        for name in PERSONAL & set(body["data"]):
+        for name in PERSONAL_DATA & set(body["data"]):
             assert body["data"][name] is None, (body["event_name"], name)
     assert mine[-1]["data"] == {"linked_account_ids": [str(linked.linked_account_id)]}
     # What is not personal stays.
@@ -156,7 +155,9 @@ async def test_an_erasure_in_progress_holds_the_relay_back_and_its_events_go_era
     other = await succeed(users, create_user())
     async with pool.acquire() as connection, connection.transaction():
         # A permanent deletion's erasure, not yet committed, holds the user's rows.
-        await connection.execute(queries.erase_personal_data, created.user_id, sorted(PERSONAL))
+        await connection.execute(
+            queries.erase_personal_data, created.user_id, sorted(PERSONAL_DATA)
+        )
         relay, _ = await start_relay()
         await eventually(lambda: relay.health().leader)
         await asyncio.sleep(0.5)  # ten tries at the least
@@ -171,6 +172,6 @@ async def test_an_erasure_in_progress_holds_the_relay_back_and_its_events_go_era
         str(changed.event_id),
         str(other.event_id),
     ]
-    assert all(first["data"][name] is None for name in PERSONAL & set(first["data"]))
-    assert all(second["data"][name] is None for name in PERSONAL & set(second["data"]))
+    assert all(first["data"][name] is None for name in PERSONAL_DATA & set(first["data"]))
+    assert all(second["data"][name] is None for name in PERSONAL_DATA & set(second["data"]))
     assert third["data"]["firstname"] == "Ivan"
