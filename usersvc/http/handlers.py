@@ -1,5 +1,6 @@
 """The endpoints (§3): read the body into a command, run it, answer in an envelope."""
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from uuid import UUID
 
@@ -24,14 +25,22 @@ QUERIES = web.AppKey("queries", Queries)
 USERS = web.AppKey("users", Users)
 RELAY = web.AppKey("relay", Relay)
 
-# W3C trace context travels from the request into the event's message headers.
-TRACE_HEADERS = ("traceparent", "tracestate")
+# W3C trace context travels from the request into the event's message headers;
+# only well-formed values go on, so a hostile header never reaches the broker.
+TRACE_HEADERS = {
+    "traceparent": re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"),
+    "tracestate": re.compile(r"[\x20-\x7e]{1,512}"),
+}
 
 type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _trace_headers(request: web.Request) -> Mapping[str, str]:
-    return {name: request.headers[name] for name in TRACE_HEADERS if name in request.headers}
+    return {
+        name: value
+        for name, pattern in TRACE_HEADERS.items()
+        if (value := request.headers.get(name)) is not None and pattern.fullmatch(value)
+    }
 
 
 def _created_id(event: events.Event) -> UUID | None:
