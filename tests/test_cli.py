@@ -96,18 +96,22 @@ def _stop(process: subprocess.Popen) -> str:
     return output
 
 
-def test_migrate_creates_the_schema_and_a_second_run_applies_nothing(
-    empty_database_url: str,
-) -> None:
-    env = _env(USERSVC_DATABASE_URL=empty_database_url)
-    first = subprocess.run(
+def _migrate(env: dict[str, str]) -> str:
+    """``usersvc migrate``; its log."""
+    return subprocess.run(
         [sys.executable, "-m", "usersvc", "migrate"],
         env=env,
         capture_output=True,
         text=True,
         check=True,
-    )
-    assert "2 migration(s) applied" in first.stderr
+    ).stderr
+
+
+def test_migrate_creates_the_schema_and_a_second_run_applies_nothing(
+    empty_database_url: str,
+) -> None:
+    env = _env(USERSVC_DATABASE_URL=empty_database_url)
+    assert "2 migration(s) applied" in _migrate(env)
     with psycopg.connect(empty_database_url) as connection:
         tables = {
             row[0]
@@ -116,14 +120,7 @@ def test_migrate_creates_the_schema_and_a_second_run_applies_nothing(
             )
         }
     assert {"users", "linked_accounts", "outbox"} <= tables
-    again = subprocess.run(
-        [sys.executable, "-m", "usersvc", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "0 migration(s) applied" in again.stderr
+    assert "0 migration(s) applied" in _migrate(env)
 
 
 def test_serve_migrates_answers_on_its_port_and_stops_cleanly_on_sigterm(
