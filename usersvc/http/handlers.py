@@ -6,13 +6,14 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
-from returns.result import Failure, Success
+from returns.methods import unwrap_or_failure
+from returns.pipeline import is_successful
 
 from usersvc.amqp import Relay, outbox_backlog
 from usersvc.db.queries import Queries
 from usersvc.db.users import Users
 from usersvc.domain import events
-from usersvc.domain.commands import Decision, existing
+from usersvc.domain.commands import Change, Decision, existing
 from usersvc.domain.failures import DomainFailure
 from usersvc.http.failures import describe
 from usersvc.http.presenters import present_user
@@ -59,28 +60,25 @@ def failed(failure: DomainFailure) -> web.Response:
     return error(info.status, info.code, message)
 
 
+def _done(change: Change) -> web.Response:
+    """201 with the new id for what creates something, 200 otherwise."""
+    new_id = _created_id(change.event)
+    return success() if new_id is None else success(new_id, 201)
+
+
 def render(decision: Decision) -> web.Response:
-    """201 with the new id for what creates something, 200 otherwise, or the failure's error."""
-    match decision:
-        case Success(change):
-            new_id = _created_id(change.event)
-            return success() if new_id is None else success(new_id, 201)
-        case Failure(failure):
-            return failed(failure)
-    raise AssertionError("a Result is a Success or a Failure")
+    return unwrap_or_failure(decision.map(_done).alt(failed))
 
 
 def command_handler(schema: Body) -> Handler:
     """One handler shape for every command; only the body schema differs."""
 
     async def handle(request: web.Request) -> web.Response:
-        match await read_body(request, schema):
-            case Failure(detail):
-                return invalid(detail)
-            case Success(command):
-                decision = await request.app[USERS].execute(command, _trace_headers(request))
-                return render(decision)
-        raise AssertionError("a Result is a Success or a Failure")
+        command = await read_body(request, schema)
+        if not is_successful(command):
+            return invalid(command.failure())
+        users = request.app[USERS]
+        return render(await users.execute(command.unwrap(), _trace_headers(request)))
 
     return handle
 
@@ -89,17 +87,13 @@ _user_path = UserPath()
 
 
 async def get_user(request: web.Request) -> web.Response:
-    match load(_user_path, dict(request.match_info), "path"):
-        case Failure(detail):
-            return invalid(detail)
-        case Success(path):
-            user = await request.app[USERS].get(path["user_id"])
-            match existing(user, path["user_id"]):
-                case Success(found):
-                    return success(present_user(found))
-                case Failure(failure):
-                    return failed(failure)
-    raise AssertionError("a Result is a Success or a Failure")
+    path = load(_user_path, dict(request.match_info), "path")
+    if not is_successful(path):
+        return invalid(path.failure())
+    user_id = path.unwrap()["user_id"]
+    user = await request.app[USERS].get(user_id)
+    shown = existing(user, user_id).map(lambda found: success(present_user(found)))
+    return unwrap_or_failure(shown.alt(failed))
 
 
 async def healthcheck(request: web.Request) -> web.Response:
