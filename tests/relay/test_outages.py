@@ -335,3 +335,36 @@ async def test_published_rows_older_than_the_retention_are_deleted(
     assert unpublished
     await eventually_equal(lambda: pool.fetchval("SELECT count(*) FROM outbox"), 0)
     await consumer.wait_for(load.all_ids())
+
+
+async def test_a_users_later_event_is_not_sent_while_an_earlier_one_is_refused(
+    users: Users,
+    consumer: Consumer,
+    start_relay: StartRelay,
+    broker: AbstractChannel,
+    names: tuple[str, str],
+) -> None:
+    exchange, _ = names
+    # A full queue that refuses new messages makes the broker nack every UserCreated
+    # (RabbitMQ's reject-publish overflow), while the user's later events route fine.
+    refusing = f"{exchange}.refusing"
+    await broker.queue_declare(
+        refusing, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+    )
+    await broker.queue_bind(refusing, exchange, routing_key="UserCreated")
+    try:
+        load = Load(users)
+        (user_id,) = await load.create(1)
+        await load.run(user_id, 2)  # committed before the relay starts: one batch
+        relay, _ = await start_relay()
+        await eventually(lambda: relay.health().last_error is not None)
+        await asyncio.sleep(0.3)  # a few retries
+        # The nacked UserCreated may still reach the queues that took it (the broker
+        # nacks when any queue refuses), but the user's later events must not.
+        [created] = load.committed[str(user_id)][:1]
+        assert {m.header.properties.message_id for m in consumer.messages} <= {created}
+    finally:
+        await broker.queue_delete(refusing)
+
+    await consumer.wait_for(load.all_ids())
+    assert first_arrivals(consumer) == load.committed

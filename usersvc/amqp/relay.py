@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Literal
+from uuid import UUID
 
 import aiormq
 import asyncpg
@@ -299,10 +300,20 @@ class Relay:
     async def _publish_all(
         self, channel: AbstractChannel, broker: AbstractConnection, rows: Sequence[OutboxRow]
     ) -> list[object]:
-        """Each row's confirm (``Basic.Ack``) or error, in row order."""
-        # Started in row order, the publishes take the channel's (FIFO) lock in that
-        # order, so the broker receives them in commit order.
-        tasks = [asyncio.ensure_future(self._publish(channel, row)) for row in rows]
+        """Each row's confirm (``Basic.Ack``) or error, in row order.
+
+        Rows of different users are in flight together; a user's row is sent only
+        once the broker confirmed that user's previous row of the batch, so a
+        refused event is never overtaken by a later one of its user.
+        """
+        tasks: list[asyncio.Future] = []
+        previous: dict[UUID, asyncio.Future] = {}
+        for row in rows:
+            # Started in row order, the publishes take the channel's (FIFO) lock in
+            # that order, so the broker receives each user's rows in commit order.
+            task = asyncio.ensure_future(self._publish(channel, row, previous.get(row.user_id)))
+            previous[row.user_id] = task
+            tasks.append(task)
         publishes = asyncio.gather(*tasks, return_exceptions=True)
         closing = {broker.closing, channel.closing}
         try:
@@ -315,7 +326,11 @@ class Relay:
                 waiter.cancel()
         return await publishes
 
-    async def _publish(self, channel: AbstractChannel, row: OutboxRow) -> object:
+    async def _publish(
+        self, channel: AbstractChannel, row: OutboxRow, after: asyncio.Future | None
+    ) -> object:
+        if after is not None:
+            await after  # the user's previous row: its error is this row's too, unsent
         message = to_message(row)
         return await channel.basic_publish(
             message.body,
