@@ -63,6 +63,17 @@ def database_url(template_database: str) -> Iterator[str]:
         _drop(name)
 
 
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """A database with no tables at all, for what must migrate it itself."""
+    name = f"usersvc_test_empty_{uuid4().hex[:10]}"
+    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _url_for(name)
+    finally:
+        _drop(name)
+
+
 @pytest.fixture(scope="session")
 def queries() -> Queries:
     return load()

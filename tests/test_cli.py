@@ -9,16 +9,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import aiormq
 import psycopg
 import pytest
-from psycopg import sql
 
-from tests.conftest import ADMIN_URL, AMQP_URL
+from tests.conftest import AMQP_URL
 
 STARTUP_SECONDS = 60
 
@@ -27,22 +25,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _admin(statement: sql.Composable) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
-        connection.execute(statement)
-
-
-@pytest.fixture
-def empty_database_url() -> Iterator[str]:
-    """A database with no tables at all: the command must migrate it."""
-    name = f"usersvc_test_cli_{uuid4().hex[:10]}"
-    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-    finally:
-        _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _env(**values: str) -> dict[str, str]:
