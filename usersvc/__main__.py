@@ -17,7 +17,7 @@ from usersvc.db.embedded import start_embedded_postgres
 from usersvc.db.migrations import apply_migrations
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
-from usersvc.http.app import create_app
+from usersvc.http.app import SERVER_OPTIONS, create_app
 
 log = logging.getLogger("usersvc")
 
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     relay = None if getattr(args, "no_relay", False) else _relay_settings(settings)
     app = create_app(database_url, relay=relay)
     log.info("serving on http://%s:%d (API under /api/v1, docs at /api/docs)", host, port)
-    web.run_app(app, host=host, port=port, print=None, loop=loop)
+    web.run_app(app, host=host, port=port, print=None, loop=loop, **SERVER_OPTIONS)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -84,7 +84,11 @@ async def test_a_chunked_body_over_one_mebibyte_is_413(api: TestClient):
             yield b" " * 100_000
         yield b"{}"
 
-    response = await api.put(API + "/users/recovery-user", data=chunks())
+    response = await api.put(
+        API + "/users/recovery-user",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},  # else the client says octet-stream
+    )
     await expect_error(response, 413, "payload_too_large")
 
 

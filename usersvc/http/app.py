@@ -27,6 +27,12 @@ from usersvc.http.middleware import envelopes
 
 API = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
+# How the server runs the app (``web.run_app``/``AppRunner`` keywords). A connection
+# that has not sent a whole request's headers within the keep-alive timeout is
+# closed, so a client trickling its headers holds nothing for long (its body has
+# the read timeout in ``validation``, and the rest of an unread body is waited for
+# only briefly after the answer).
+SERVER_OPTIONS = {"keepalive_timeout": 10.0, "lingering_time": 2.0}
 
 type Context = Callable[[web.Application], AsyncIterator[None]]
 

@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 HTTP_CODES = {
     404: ("not_found", "Not found"),
     405: ("method_not_allowed", "Method not allowed"),
+    408: ("request_timeout", "The request body came too slowly"),
     413: ("payload_too_large", "Request body is larger than 1 MiB"),
+    415: ("unsupported_media_type", "The body must be JSON (Content-Type: application/json)"),
 }
 
 # The database is down, restarting or out of connections: the client may retry.
