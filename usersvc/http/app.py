@@ -24,6 +24,7 @@ from usersvc.http.handlers import (
     healthcheck,
 )
 from usersvc.http.middleware import envelopes
+from usersvc.http.overload import DEFAULT_LIMIT, DEFAULT_WAIT, overload_limit
 
 API = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
@@ -170,10 +171,18 @@ def _relay(database_url: str, settings: RelaySettings) -> Context:
 
 
 def create_app(
-    database_url: str, *, relay: RelaySettings | None = None, pool_min_size: int = 2
+    database_url: str,
+    *,
+    relay: RelaySettings | None = None,
+    pool_min_size: int = 2,
+    max_concurrency: int = DEFAULT_LIMIT,
+    queue_wait: float = DEFAULT_WAIT,
 ) -> web.Application:
-    """The API; with ``relay`` settings the outbox relay runs in this process too."""
-    app = web.Application(middlewares=[envelopes], client_max_size=MAX_BODY_BYTES)
+    """The API; with ``relay`` settings the outbox relay runs in this process too.
+    At most ``max_concurrency`` requests run at once; others wait up to ``queue_wait``
+    seconds, then get 503."""
+    overload = overload_limit(max_concurrency, queue_wait, frozenset({API + "/healthcheck"}))
+    app = web.Application(middlewares=[envelopes, overload], client_max_size=MAX_BODY_BYTES)
     app[QUERIES] = load()
     app.cleanup_ctx.append(_database(database_url, pool_min_size))
     if relay is not None:
