@@ -363,13 +363,11 @@ class LifecycleMachine(RuleBasedStateMachine):
             }
             assert user["status"] == expected.status
             assert (user["deleted_at"] is None) == (expected.status == "active")
-            assert [
-                (a["linked_account_id"], a["social_network"], a["connection_link"], a["connected_for"])
-                for a in user["linked_accounts"]
-            ] == [
+            fields = ("linked_account_id", "social_network", "connection_link", "connected_for")
+            assert [tuple(a[f] for f in fields) for a in user["linked_accounts"]] == [
                 (account_id, a.network, a.url, a.connected_for)
                 for account_id, a in expected.accounts.items()
-            ]  # fmt: skip
+            ]
 
     @invariant()
     def a_permanently_deleted_user_is_never_readable_again(self):
