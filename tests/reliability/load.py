@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID, uuid4
 
+import aiohttp
 import asyncpg
 import attrs
 
@@ -56,7 +57,7 @@ async def _command(send: Send, record: Record, name: str, body: Any) -> Any:
         record.problems.append(f"{name}: no answer in {REQUEST_LIMIT} s")
         record.unknown += 1
         return None
-    except OSError:  # the connection was refused or dropped: the outcome is unknown
+    except (OSError, aiohttp.ClientConnectionError):  # refused or dropped: outcome unknown
         record.answers[0] += 1
         record.unknown += 1
         return None
