@@ -152,3 +152,15 @@ async def test_the_docs_page_is_swagger_ui_served_by_the_app_itself(api: TestCli
         script = await api.get(src)
         assert script.status == 200, src
         assert len(await script.read()) > 1000, src
+
+
+async def test_a_wrong_method_on_a_command_allows_only_the_commands_method(api: TestClient):
+    """Not also GET: the user's GET route does not take a command's name for an id."""
+    for method, path, allowed in (
+        ("OPTIONS", "/users/change-contacts", "PUT"),
+        ("GET", "/users/delete-user-permanently", "DELETE"),
+        ("PATCH", "/users/create_user", "POST"),
+    ):
+        response = await api.request(method, API + path)
+        await expect_error(response, 405, "method_not_allowed")
+        assert response.headers["Allow"] == allowed

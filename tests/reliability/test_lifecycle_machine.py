@@ -5,17 +5,14 @@ users share a normalised email, phone or link, that a permanently deleted id is
 never readable again, and that the outbox holds exactly one event per successful
 command and none for failed ones."""
 
-import asyncio
 import http.client
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import psycopg
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -30,7 +27,7 @@ from hypothesis.stateful import (
 )
 
 from tests.api.support import API, COMMANDS, MISSING_USER
-from usersvc.http.app import create_app
+from tests.reliability.threaded import Service
 
 NAMES = st.sampled_from(["Ivan", "Petr", "Anna", " Olga "])
 MIDDLENAMES = st.sampled_from([None, "Sergeevich", "", "  "])
@@ -80,38 +77,6 @@ class UserModel:
     phone: int | None
     status: str = "active"
     accounts: dict[str, Account] = attrs.field(factory=dict)  # in the order linked
-
-
-class Service:
-    """The app on a socket of its own, in a thread with its own event loop."""
-
-    def __init__(self, database_url: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(database_url,), daemon=True)
-        self.port = 0
-
-    def _run(self, database_url: str) -> None:
-        asyncio.set_event_loop(self._loop)
-        runner = web.AppRunner(create_app(database_url, pool_min_size=1))
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = runner.addresses[0][1]
-        self._runner = runner
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-        self._loop.close()
-
-    def __enter__(self) -> "Service":
-        self._thread.start()
-        assert self._ready.wait(30)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -111,6 +112,16 @@ COMMANDS: tuple[tuple[str, str, type[schemas.Body], str, tuple[type, ...]], ...]
 )
 CREATES = (schemas.CreateUserBody, schemas.LinkSocialNetworkBody)
 
+# GET /users/{user_id}, where {user_id} is anything but a command's name: a wrong method
+# on a command is then a 405 whose Allow names that command's method only (not GET),
+# while any other text still reaches the handler and its 422 for a malformed UUID.
+_COMMAND_NAMES = "|".join(
+    re.escape(path.removeprefix("/users/"))
+    for _, path, *_ in COMMANDS
+    if path.startswith("/users/")
+)
+USER_PATH = f"/users/{{user_id:(?!(?:{_COMMAND_NAMES})$)[^/]+}}"
+
 
 def _responses(success: tuple[int, str], failures: tuple[type, ...]) -> dict[int, dict[str, str]]:
     """An endpoint's OpenAPI responses, written from the one failure table."""
@@ -135,7 +146,7 @@ def add_routes(app: web.Application) -> None:
         summary="A user, every field",
         responses=_responses((200, "the user"), (F.UserNotFound,)),
     )
-    app.router.add_get(API + "/users/{user_id}", user_docs(get_user))
+    app.router.add_get(API + USER_PATH, user_docs(get_user))
     health_docs = docs(
         tags=["health"],
         summary="Is the service up",
