@@ -4,6 +4,7 @@ that hold whatever happened to the service meanwhile."""
 import asyncio
 import itertools
 import random
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,6 +35,17 @@ class Record:
     def summary(self) -> str:
         answers = ", ".join(f"{status}: {n}" for status, n in sorted(self.answers.items()))
         return f"{sum(self.answers.values())} requests ({answers}), {len(self.created)} users"
+
+
+# What new_user_body puts in emails, phones and last names, to look for in logs.
+PERSONAL_DATA = re.compile(r"@example\.com|\b7\d{10}\b|Load\d+")
+
+
+def assert_no_personal_data(log: str) -> None:
+    found = PERSONAL_DATA.search(log)
+    assert found is None, (
+        f"personal data in the log: ...{log[max(0, found.start() - 200) : found.end()]}"
+    )
 
 
 def new_user_body() -> dict[str, Any]:

@@ -7,12 +7,19 @@ import contextlib
 import socket
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import asyncpg
 import pytest
 
-from tests.reliability.load import Record, check_database, new_user_body, run_load
+from tests.reliability.load import (
+    Record,
+    assert_no_personal_data,
+    check_database,
+    new_user_body,
+    run_load,
+)
 from tests.reliability.processes import Serve, environment
 from tests.reliability.rabbit import (
     check_delivery,
@@ -72,12 +79,17 @@ async def shutdown_under_load(database_url: str, amqp: str, burst_seconds: float
                 async with session.request(method, first.base + path, json=body) as response:
                     return response.status, await response.json(), dict(response.headers)
 
-            # one request certainly in flight at SIGTERM: its user's row is locked
+            load = asyncio.create_task(run_load(send, CLIENTS, stop, record))
+            await asyncio.sleep(max(0.0, burst_seconds - 1))
+
+            # one request certainly in flight at SIGTERM: its user's row is locked (for
+            # less than the lock timeout)
             async with session.post(
                 first.base + "/api/v1/users/create_user", json=new_user_body()
             ) as response:
                 held_user = (await response.json())["result"]
             record.succeeded += 1
+            record.created.add(UUID(held_user))
             locker = await asyncpg.connect(database_url)
             transaction = locker.transaction()
             await transaction.start()
@@ -85,8 +97,7 @@ async def shutdown_under_load(database_url: str, amqp: str, burst_seconds: float
             held = asyncio.create_task(
                 send("DELETE", "/api/v1/users/delete-user-temporarily", {"user_id": held_user})
             )
-            load = asyncio.create_task(run_load(send, CLIENTS, stop, record))
-            await asyncio.sleep(burst_seconds)
+            await asyncio.sleep(1.0)
 
             first.process.send_signal(15)
             await asyncio.sleep(0.5)
@@ -123,7 +134,7 @@ async def shutdown_under_load(database_url: str, amqp: str, burst_seconds: float
         messages = await drain(amqp, QUEUE, {e["event_id"] for e in events}, within=60)
         duplicates = check_delivery(events, messages)
         assert await asyncio.to_thread(second.terminate) == 0, second.output()[-3000:]
-        assert "@example.com" not in first.output() + second.output()
+        assert_no_personal_data(first.output() + second.output())
         summary = (
             f"{record.summary()}; SIGTERM: exit 0, in-flight completed, new connections"
             f" refused; {len(events)} events committed ({waiting_at_exit} unpublished at exit),"
