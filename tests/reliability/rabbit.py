@@ -10,6 +10,7 @@ from urllib.parse import quote, urlsplit
 from uuid import UUID, uuid4
 
 import aiormq
+import attrs
 
 from tests.conftest import AMQP_URL
 
@@ -20,19 +21,43 @@ def rabbitmqctl(*args: str) -> str:
     ).stdout
 
 
+@attrs.frozen
+class Vhost:
+    name: str  # also the user's
+    url: str
+
+    def revoke(self) -> None:
+        """The user loses its rights and its connections are closed (as an operator might)."""
+        rabbitmqctl("clear_permissions", "-p", self.name, self.name)
+        for line in rabbitmqctl("list_connections", "user", "pid").splitlines():
+            user, _, pid = line.partition("\t")
+            if user == self.name and pid:
+                # it may be gone already
+                subprocess.run(
+                    ["rabbitmqctl", "-q", "close_connection", pid, "test: broker fault"],
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
+
+    def grant(self) -> None:
+        rabbitmqctl("set_permissions", "-p", self.name, self.name, ".*", ".*", ".*")
+
+
 @contextmanager
-def private_vhost() -> Iterator[str]:
-    """A vhost and a user with rights on it only; the AMQP URL to use them."""
+def private_vhost() -> Iterator[Vhost]:
+    """A vhost and a user with rights on it only (never guest's or the default vhost)."""
     name = f"usersvc-test-{uuid4().hex[:10]}"
     password = uuid4().hex
     rabbitmqctl("add_vhost", name)
     try:
         rabbitmqctl("add_user", name, password)
         try:
-            rabbitmqctl("set_permissions", "-p", name, name, ".*", ".*", ".*")
             broker = urlsplit(AMQP_URL)
             host = f"{broker.hostname}:{broker.port or 5672}"
-            yield f"amqp://{name}:{password}@{host}/{quote(name, safe='')}"
+            vhost = Vhost(name, f"amqp://{name}:{password}@{host}/{quote(name, safe='')}")
+            vhost.grant()
+            yield vhost
         finally:
             rabbitmqctl("delete_user", name)
     finally:

@@ -20,6 +20,7 @@ from tests.reliability.load import (
 )
 from tests.reliability.processes import Serve, environment
 from tests.reliability.rabbit import (
+    Vhost,
     check_delivery,
     declare_counting_queue,
     drain,
@@ -34,9 +35,9 @@ CLIENTS = 6
 
 
 @pytest.fixture
-def amqp(database_url: str) -> Iterator[str]:
-    with private_vhost() as url:
-        yield url
+def vhost(database_url: str) -> Iterator[Vhost]:
+    with private_vhost() as vhost:
+        yield vhost
 
 
 def sender(session: aiohttp.ClientSession, replicas: list[Serve]):
@@ -67,6 +68,18 @@ async def wait_for_leader(replicas: list[Serve]) -> tuple[Serve, float]:
     raise AssertionError(f"no relay took the lead within {TAKEOVER_SECONDS} s")
 
 
+async def broker_lost(replica: Serve) -> None:
+    """Wait until the replica's health check says its relay lost the broker."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while loop.time() < deadline:
+        health = await asyncio.to_thread(replica.health)
+        if health is not None and health["broker"] == "disconnected":
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the relay never noticed the broker outage: no fault was injected")
+
+
 async def events_of(database_url: str) -> tuple[list[dict[str, Any]], int]:
     connection = await asyncpg.connect(database_url)
     try:
@@ -80,7 +93,13 @@ async def events_of(database_url: str) -> tuple[list[dict[str, Any]], int]:
         await connection.close()
 
 
-async def run_replicas(database_url: str, amqp: str, phase_seconds: float, kills: int) -> str:
+async def run_replicas(
+    database_url: str, vhost: Vhost, phase_seconds: float, kills: int, broker_outage: float
+) -> str:
+    """Kill the leader ``kills`` times, ``phase_seconds`` apart; after the first kill the
+    broker also refuses the service for ``broker_outage`` seconds (its rights revoked,
+    its connections closed)."""
+    amqp = vhost.url
     await declare_counting_queue(amqp, EXCHANGE, QUEUE)
     env = environment(
         USERSVC_DATABASE_URL=database_url,
@@ -98,11 +117,16 @@ async def run_replicas(database_url: str, amqp: str, phase_seconds: float, kills
         async with aiohttp.ClientSession() as session:
             load = asyncio.create_task(run_load(sender(session, replicas), CLIENTS, stop, record))
             takeovers = []
-            for _ in range(kills):
+            for kill in range(kills):
                 await asyncio.sleep(phase_seconds)
                 leader.kill()
                 leader, seconds = await wait_for_leader(replicas)
                 takeovers.append(seconds)
+                if kill == 0 and broker_outage:
+                    await asyncio.to_thread(vhost.revoke)
+                    await broker_lost(leader)
+                    await asyncio.sleep(broker_outage)
+                    await asyncio.to_thread(vhost.grant)
             await asyncio.sleep(phase_seconds)
             stop.set()
             await load
@@ -133,7 +157,7 @@ async def run_replicas(database_url: str, amqp: str, phase_seconds: float, kills
         summary = (
             f"{record.summary()}; {len(events)} events committed, {len(messages)} delivered"
             f" ({duplicates} duplicates), lost: 0; leader killed {kills} times, takeovers in"
-            f" {', '.join(f'{s:.1f}' for s in takeovers)} s"
+            f" {', '.join(f'{s:.1f}' for s in takeovers)} s; broker refused for {broker_outage} s"
         )
         print("\n" + summary)
         return summary
@@ -142,12 +166,14 @@ async def run_replicas(database_url: str, amqp: str, phase_seconds: float, kills
             replica.close()
 
 
-async def test_killing_the_relay_leader_twice_loses_no_event(database_url: str, amqp: str):
-    await run_replicas(database_url, amqp, phase_seconds=2.0, kills=2)
+async def test_killing_the_relay_leader_twice_and_a_broker_outage_lose_no_event(
+    database_url: str, vhost: Vhost
+):
+    await run_replicas(database_url, vhost, phase_seconds=2.0, kills=2, broker_outage=4.0)
 
 
 @pytest.mark.long
 async def test_killing_the_relay_leader_again_and_again_under_long_load_loses_no_event(
-    database_url: str, amqp: str
+    database_url: str, vhost: Vhost
 ):
-    await run_replicas(database_url, amqp, phase_seconds=6.0, kills=4)
+    await run_replicas(database_url, vhost, phase_seconds=6.0, kills=4, broker_outage=8.0)

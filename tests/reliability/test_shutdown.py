@@ -22,6 +22,7 @@ from tests.reliability.load import (
 )
 from tests.reliability.processes import Serve, environment
 from tests.reliability.rabbit import (
+    Vhost,
     check_delivery,
     declare_counting_queue,
     drain,
@@ -35,9 +36,9 @@ CLIENTS = 8
 
 
 @pytest.fixture
-def amqp(database_url: str) -> Iterator[str]:
-    with private_vhost() as url:
-        yield url
+def vhost(database_url: str) -> Iterator[Vhost]:
+    with private_vhost() as vhost:
+        yield vhost
 
 
 def refuses_connections(port: int) -> bool:
@@ -62,7 +63,8 @@ async def outbox(database_url: str) -> tuple[list[dict[str, Any]], int]:
         await connection.close()
 
 
-async def shutdown_under_load(database_url: str, amqp: str, burst_seconds: float) -> str:
+async def shutdown_under_load(database_url: str, vhost: Vhost, burst_seconds: float) -> str:
+    amqp = vhost.url
     await declare_counting_queue(amqp, EXCHANGE, QUEUE)
     env = environment(
         USERSVC_DATABASE_URL=database_url, USERSVC_AMQP_URL=amqp, USERSVC_AMQP_EXCHANGE=EXCHANGE
@@ -150,11 +152,11 @@ async def shutdown_under_load(database_url: str, amqp: str, burst_seconds: float
 
 
 async def test_sigterm_under_load_completes_in_flight_exits_0_and_loses_no_event(
-    database_url: str, amqp: str
+    database_url: str, vhost: Vhost
 ):
-    await shutdown_under_load(database_url, amqp, burst_seconds=2.0)
+    await shutdown_under_load(database_url, vhost, burst_seconds=2.0)
 
 
 @pytest.mark.long
-async def test_sigterm_after_a_long_burst_loses_no_event(database_url: str, amqp: str):
-    await shutdown_under_load(database_url, amqp, burst_seconds=15.0)
+async def test_sigterm_after_a_long_burst_loses_no_event(database_url: str, vhost: Vhost):
+    await shutdown_under_load(database_url, vhost, burst_seconds=15.0)
