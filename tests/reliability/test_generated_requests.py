@@ -43,6 +43,7 @@ def generate(base: str, examples: int) -> Run:
         {
             "seed": SEED,
             "base-url": base,
+            "cache": {"enabled": False},  # each run the same, and nothing left behind
             "generation": {
                 "mode": "all",  # positive and negative cases
                 "max-examples": examples,
