@@ -4,6 +4,8 @@ keys, other methods) to every operation, with a fixed seed, on a real socket and
 real database. Every answer is checked: never a 5xx, and status codes, content types,
 headers and bodies as the document says."""
 
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from uuid import uuid4
@@ -19,7 +21,8 @@ from schemathesis.engine import events
 from tests.conftest import ADMIN_URL, _url_for
 from tests.reliability.threaded import Service
 
-DOCUMENT = "/api/docs/swagger.json"
+# The OpenAPI 3 document where the service serves one, else the Swagger 2.0 one.
+DOCUMENTS = ("/api/docs/openapi.json", "/api/docs/swagger.json")
 SEED = 20261127
 EXAMPLES_PER_OPERATION = 200
 MINIMUM_CASES = 2000
@@ -38,6 +41,17 @@ class Run:
     errors: list[str] = attrs.field(factory=list)
 
 
+def document(base: str) -> str:
+    for path in DOCUMENTS:
+        try:
+            with urllib.request.urlopen(base + path, timeout=10) as response:
+                if response.status == 200:
+                    return path
+        except urllib.error.HTTPError:
+            continue
+    raise AssertionError(f"the service serves none of {DOCUMENTS}")
+
+
 def generate(base: str, examples: int) -> Run:
     config = SchemathesisConfig.from_dict(
         {
@@ -52,7 +66,7 @@ def generate(base: str, examples: int) -> Run:
             "checks": {"positive_data_acceptance": {"expected-statuses": DOCUMENTED_REFUSALS}},
         }
     )
-    schema = schemathesis.openapi.from_url(base + DOCUMENT, config=config)
+    schema = schemathesis.openapi.from_url(base + document(base), config=config)
     run = Run()
     for event in schemathesis.engine.from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
@@ -96,7 +110,10 @@ def service(template_database: str) -> Iterator[Service]:
 
 def test_generated_requests_are_answered_as_documented_and_never_with_a_5xx(service: Service):
     run = generate(f"http://127.0.0.1:{service.port}", EXAMPLES_PER_OPERATION)
-    print(f"\n{run.cases} generated cases (seed {SEED}); statuses {sorted(run.statuses.items())}")
+    print(
+        f"\n{document(f'http://127.0.0.1:{service.port}')}: {run.cases} generated cases"
+        f" (seed {SEED}); statuses {sorted(run.statuses.items())}"
+    )
     assert not run.errors, run.errors
     assert not run.failures, "\n".join(sorted(set(run.failures)))
     assert not [status for status in run.statuses if status >= 500]
