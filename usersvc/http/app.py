@@ -5,76 +5,97 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from aiohttp_apispec import docs, request_schema, setup_aiohttp_apispec
+from aiohttp_apigami import request_schema
+from attrs import frozen
 
 from usersvc.amqp import Relay, RelaySettings
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.users import Users
 from usersvc.domain import failures as F  # noqa: N812 - reads as a table of failure names
-from usersvc.http import schemas
-from usersvc.http.failures import FAILURES
+from usersvc.http import openapi, schemas
 from usersvc.http.handlers import (
     POOL,
     QUERIES,
     RELAY,
     USERS,
+    Handler,
     command_handler,
     get_user,
     healthcheck,
 )
 from usersvc.http.middleware import envelopes
+from usersvc.http.openapi import documented, responses
 
 API = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
 
 type Context = Callable[[web.Application], AsyncIterator[None]]
 
-# Commands: method, path, body, summary, and the failures it may answer (contract §3).
-COMMANDS: tuple[tuple[str, str, type[schemas.Body], str, tuple[type, ...]], ...] = (
-    (
+
+@frozen
+class Command:
+    """A command's route and what its documentation says of it (contract §3)."""
+
+    operation_id: str  # the contract's name for it, and the generated clients'
+    method: str
+    path: str
+    body: type[schemas.Body]
+    summary: str
+    failures: tuple[type, ...]  # the domain failures it may answer, in the contract's order
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "create_user",
         "POST",
         "/users/create_user",
         schemas.CreateUserBody,
         "Create a user",
         (F.InvalidFullname, F.InvalidContacts, F.UserAlreadyExists),
     ),
-    (
+    Command(
+        "recover_user",
         "PUT",
         "/users/recovery-user",
         schemas.RecoverUserBody,
         "Recover a temporarily deleted user",
         (F.UserNotFound, F.UserAlreadyActive),
     ),
-    (
+    Command(
+        "delete_user_permanently",
         "DELETE",
         "/users/delete-user-permanently",
         schemas.DeleteUserPermanentlyBody,
-        "Delete a user and their linked accounts for good",
+        "Delete a user and their linked accounts for good (any status)",
         (F.UserNotFound,),
     ),
-    (
+    Command(
+        "delete_user_temporarily",
         "DELETE",
         "/users/delete-user-temporarily",
         schemas.DeleteUserTemporarilyBody,
         "Delete a user until recovered",
         (F.UserNotFound, F.UserAlreadyDeleted),
     ),
-    (
+    Command(
+        "change_fullname",
         "PUT",
         "/users/change-fullname",
         schemas.ChangeFullnameBody,
         "Change the fullname",
         (F.UserNotFound, F.UserDeleted, F.InvalidFullname),
     ),
-    (
+    Command(
+        "change_contacts",
         "PUT",
         "/users/change-contacts",
         schemas.ChangeContactsBody,
-        "Replace email and phone (null clears)",
+        "Replace email and phone (null clears; at least one stays)",
         (F.UserNotFound, F.UserDeleted, F.InvalidContacts, F.UserAlreadyExists),
     ),
-    (
+    Command(
+        "link_social_network",
         "POST",
         "/users/link-social-network",
         schemas.LinkSocialNetworkBody,
@@ -87,54 +108,82 @@ COMMANDS: tuple[tuple[str, str, type[schemas.Body], str, tuple[type, ...]], ...]
             F.LinkedAccountAlreadyExists,
         ),
     ),
-    (
+    Command(
+        "unlink_social_network",
         "DELETE",
         "/users/unlink-social-network",
         schemas.UnlinkSocialNetworkBody,
         "Unlink a social-network account",
         (F.UserNotFound, F.UserDeleted, F.LinkedAccountNotFound),
     ),
-    (
+    Command(
+        "change_social_network_connection_reason",
         "PUT",
         "/users/change-social-network-connection-reason",
         schemas.ChangeConnectionReasonBody,
-        "Change why an account is linked",
+        "Change why an account is linked (connected_for)",
         (F.UserNotFound, F.UserDeleted, F.LinkedAccountNotFound, F.InvalidConnectionReason),
     ),
 )
 CREATES = (schemas.CreateUserBody, schemas.LinkSocialNetworkBody)
+CHECKS = (
+    "Checks, in order: the body (422 `detail`), the user exists (404), "
+    "the user's status (400), then the command's own rules (409, 422, 404)."
+)
+CREATE_CHECKS = (
+    "Checks, in order: the body (422 `detail`), the fullname and contact rules "
+    "(422 envelope), then that no other user has the email or phone (409)."
+)
 
 
-def _responses(success: tuple[int, str], failures: tuple[type, ...]) -> dict[int, dict[str, str]]:
-    """An endpoint's OpenAPI responses, written from the one failure table."""
-    described: dict[int, list[str]] = {422: ["request validation: a `detail` list"]}
-    for failure in failures:
-        info = FAILURES[failure]
-        described.setdefault(info.status, []).append(f"`{info.code}`: {info.message}")
-    status, text = success
-    return {status: {"description": text}} | {
-        code: {"description": "; ".join(texts)} for code, texts in sorted(described.items())
-    }
+def _own(handler: Handler) -> Handler:
+    """A handler of this app's own: the documentation decorators write onto the function,
+    and every app (tests make many) writes its document afresh."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await handler(request)
+
+    return handle
 
 
 def add_routes(app: web.Application) -> None:
-    for method, path, body, summary, failures in COMMANDS:
-        success = (201, "the new id") if body in CREATES else (200, "done")
-        described = docs(tags=["users"], summary=summary, responses=_responses(success, failures))
-        handler = described(request_schema(body, required=True)(command_handler(body())))
-        app.router.add_route(method, API + path, handler)
-    user_docs = docs(
+    for command in COMMANDS:
+        if command.body in CREATES:
+            success = (201, schemas.CREATED, "created: `result` is the new id")
+        else:
+            success = (200, schemas.DONE, "done: `result` is null")
+        handler = request_schema(command.body, required=True)(command_handler(command.body()))
+        handler = documented(
+            handler,
+            tags=["users"],
+            summary=command.summary,
+            description=CHECKS if command.operation_id != "create_user" else CREATE_CHECKS,
+            operation_id=command.operation_id,
+            responses=responses(command.operation_id, success, command.failures, body=True),
+        )
+        app.router.add_route(command.method, API + command.path, handler)
+    user = request_schema(schemas.UserPath, location="match_info")(_own(get_user))
+    user = documented(
+        user,
         tags=["users"],
-        summary="A user, every field",
-        responses=_responses((200, "the user"), (F.UserNotFound,)),
+        summary="A user, every field (also while temporarily deleted)",
+        operation_id="get_user",
+        responses=responses(
+            "get_user", (200, schemas.USER_FOUND, "the user"), (F.UserNotFound,), body=False
+        ),
     )
-    app.router.add_get(API + "/users/{user_id}", user_docs(get_user))
-    health_docs = docs(
+    # No HEAD beside GET: the contract has none, and the document lists only the contract.
+    app.router.add_get(API + "/users/{user_id}", user, allow_head=False)
+    health = documented(
+        _own(healthcheck),
         tags=["health"],
-        summary="Is the service up",
-        responses={200: {"description": "OK"}, 503: {"description": "database unreachable"}},
+        summary="Is the service up: 200 while the database answers, else 503",
+        operation_id="healthcheck",
+        responses=responses(
+            "healthcheck", (200, schemas.HEALTHY, "the service is up"), (), body=False
+        ),
     )
-    app.router.add_post(API + "/healthcheck", health_docs(healthcheck))
+    app.router.add_post(API + "/healthcheck", health)
 
 
 def _database(database_url: str, pool_min_size: int) -> Context:
@@ -173,14 +222,5 @@ def create_app(
     if relay is not None:
         app.cleanup_ctx.append(_relay(database_url, relay))
     add_routes(app)
-    # Swagger 2.0: the library writes request bodies in that version's form.
-    setup_aiohttp_apispec(
-        app,
-        title="usersvc",
-        version="1",
-        url="/api/docs/swagger.json",
-        swagger_path="/api/docs",
-        static_path="/api/docs/static",
-        in_place=True,
-    )
+    openapi.setup(app)
     return app

@@ -6,16 +6,10 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from aiohttp import web
 
-from usersvc.http.responses import error
+from usersvc.http.failures import HTTP_ERRORS, INTERNAL_ERROR, SERVICE_UNAVAILABLE
+from usersvc.http.responses import answer, error
 
 log = logging.getLogger(__name__)
-
-# What aiohttp raises itself, as contract codes.
-HTTP_CODES = {
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    413: ("payload_too_large", "Request body is larger than 1 MiB"),
-}
 
 # The database is down, restarting or out of connections: the client may retry.
 DATABASE_UNAVAILABLE = (
@@ -38,17 +32,13 @@ async def envelopes(request: web.Request, handler: Handler) -> web.StreamRespons
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code, message = HTTP_CODES.get(exc.status, ("http_error", exc.reason))
+        known = HTTP_ERRORS.get(exc.status)
+        code, message = (known.code, known.message) if known else ("http_error", exc.reason)
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error(exc.status, code, message, headers)
     except DATABASE_UNAVAILABLE:
         log.warning("database unavailable", exc_info=True)
-        return error(
-            503,
-            "service_unavailable",
-            "The database is unavailable, try again later",
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        return answer(SERVICE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
-        return error(500, "internal_error", "Internal server error")
+        return answer(INTERNAL_ERROR)
