@@ -37,9 +37,27 @@ CLEANUP_SLICE = 10_000  # published rows deleted per statement
 BUSY_PAUSE = 0.05  # seconds; a batch row was locked by an erasure that commits soon
 CLOSE_TIMEOUT = 5.0
 
-# Failures of the outside world: logged briefly and retried. Anything else is a
-# bug and is logged with its traceback (and retried all the same).
+# Failures of the outside world: one WARNING when an outage begins, one INFO when it
+# ends, no traceback. Anything else is a bug and is logged with its traceback (and
+# retried all the same).
 _OUTAGES = (OSError, AMQPError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class _BrokerOutageNoise(logging.Filter):
+    """aiormq logs every failed connection attempt as an ERROR, and a dropped connection
+    with a traceback; the relay reports the outage itself, once."""
+
+    NOISE = (
+        "error when creating transport",
+        "Cancelling cause reader exited abnormally",
+        "Unexpected connection close from remote",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(self.NOISE))
+
+
+logging.getLogger("aiormq.connection").addFilter(_BrokerOutageNoise())
 
 
 @frozen
@@ -127,6 +145,7 @@ class Relay:
         self._leader = False
         self._last_error: str | None = None
         self._attempt = 0  # sessions failed in a row (each short-lived), for the backoff
+        self._outage_since: float | None = None  # loop time of the outage's first failure
 
     def health(self) -> RelayHealth:
         return RelayHealth(
@@ -144,7 +163,14 @@ class Relay:
                 await self._session()
             except _OUTAGES as error:
                 self._last_error = _describe(error)
-                log.warning("outbox relay: %s", self._last_error)
+                if self._outage_since is None:
+                    self._outage_since = loop.time()
+                    log.warning(
+                        "outbox relay: %s; events wait in the outbox, reconnecting",
+                        self._last_error,
+                    )
+                else:
+                    log.debug("outbox relay: still out: %s", self._last_error)
             except Exception as error:
                 self._last_error = _describe(error)
                 log.exception("outbox relay failed")
@@ -152,7 +178,7 @@ class Relay:
                 self._attempt = 0  # a new outage, not the same one going on
             delay = self._backoff(self._attempt)
             self._attempt += 1
-            log.info("outbox relay: reconnecting in %.2f s", delay)
+            log.debug("outbox relay: reconnecting in %.2f s", delay)
             await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
@@ -173,13 +199,29 @@ class Relay:
             self._connected = True
             stack.callback(setattr, self, "_connected", False)
             self._last_error = None
-
+            # The outage's one INFO: with the lead, or when another relay has it.
+            again = self._outage_over()
             while not await db.fetchval(self._q.relay_try_lock):
+                if again:
+                    log.info("outbox relay: %s; another relay leads", again)
+                    again = ""
                 await self._pause(broker, self._settings.lock_retry_interval)
             self._leader = True
             stack.callback(setattr, self, "_leader", False)
-            log.info("outbox relay: leading (exchange %r)", self._settings.exchange)
+            log.info(
+                "outbox relay: leading (exchange %r)%s",
+                self._settings.exchange,
+                f"; {again}" if again else "",
+            )
             await self._lead(db, channel, broker)
+
+    def _outage_over(self) -> str:
+        """ "connected again after …" when an outage just ended, else ""."""
+        if self._outage_since is None:
+            return ""
+        lasted = asyncio.get_running_loop().time() - self._outage_since
+        self._outage_since = None
+        return f"connected again after {lasted:.1f} s"
 
     async def _connect_db(self) -> asyncpg.Connection:
         connection = await asyncpg.connect(
