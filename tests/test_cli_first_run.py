@@ -126,12 +126,19 @@ def test_an_unreachable_database_is_retried_then_one_line_and_exit_status_1():
     assert SECRET not in line
 
 
-class _Forward(socketserver.BaseRequestHandler):
-    """Pipes one connection to PostgreSQL, both ways."""
+class _NotYetThenForward(socketserver.BaseRequestHandler):
+    """Drops the first connections, as a database still starting does, then pipes each
+    connection to PostgreSQL, both ways."""
 
     target: tuple[str, int]
+    refuse: int
+    seen: list[int]
 
     def handle(self) -> None:
+        self.seen.append(1)
+        if len(self.seen) <= self.refuse:
+            self.request.shutdown(socket.SHUT_RDWR)
+            return
         with socket.create_connection(self.target) as upstream:
             threads = [
                 threading.Thread(target=_pipe, args=(self.request, upstream), daemon=True),
@@ -155,41 +162,35 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
                 end.shutdown(socket.SHUT_RDWR)
 
 
+REFUSED = 3
+
+
 @pytest.fixture
-def late_database(empty_database_url: str) -> Iterator[tuple[str, threading.Timer]]:
-    """The test's database behind a port that starts forwarding only when the timer fires."""
+def late_database(empty_database_url: str) -> Iterator[str]:
+    """The test's database behind a port that drops the first connections."""
     real = urlsplit(empty_database_url)
-    port = _closed_port()
-    handler = type("Forward", (_Forward,), {"target": (real.hostname, real.port or 5432)})
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", port), handler, bind_and_activate=False)
+    handler = type(
+        "Forward",
+        (_NotYetThenForward,),
+        {"target": (real.hostname, real.port or 5432), "refuse": REFUSED, "seen": []},
+    )
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    server.allow_reuse_address = True
-
-    serving = threading.Event()
-
-    def come_up() -> None:
-        serving.set()
-        server.server_bind()
-        server.server_activate()
-        server.serve_forever(poll_interval=0.05)
-
-    timer = threading.Timer(2.0, come_up)
-    url = real._replace(netloc=f"{real.username}@127.0.0.1:{port}").geturl()
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
     try:
-        yield url, timer
+        yield real._replace(netloc=f"{real.username}@127.0.0.1:{port}").geturl()
     finally:
-        timer.cancel()
-        if serving.is_set():
-            server.shutdown()
+        server.shutdown()
         server.server_close()
+        thread.join()
 
 
-def test_a_database_that_comes_up_late_is_waited_for(late_database: tuple[str, threading.Timer]):
-    url, timer = late_database
-    timer.start()  # the database answers two seconds after the command starts
-    run = _run("migrate", USERSVC_DATABASE_URL=url, USERSVC_DATABASE_WAIT="30")
+def test_a_database_that_comes_up_late_is_waited_for(late_database: str):
+    run = _run("migrate", USERSVC_DATABASE_URL=late_database, USERSVC_DATABASE_WAIT="30")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "the database answered after" in run.stderr
+    assert f"the database answered after {REFUSED + 1} attempts" in run.stderr
     assert "2 migration(s) applied" in run.stderr
 
 

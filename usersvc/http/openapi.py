@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp_apigami import docs, setup_aiohttp_apispec
+from aiohttp_apigami.constants import API_SPEC_ATTR
 from aiohttp_apigami.swagger_ui import SWAGGER_UI_STATIC_FILES
 from marshmallow import Schema
 
@@ -92,8 +93,8 @@ def responses(
     documented: dict[int, dict[str, Any]] = {
         status: {"description": success_text, "schema": success_schema}
     }
-    for code, found in sorted(by_status.items()):
-        documented[code] = {"description": _describe(found), "schema": envelope}
+    for http_status, found in sorted(by_status.items()):
+        documented[http_status] = {"description": _describe(found), "schema": envelope}
     validation = "request validation: every problem in a `detail` list"
     if 422 in by_status:  # the domain's 422s are envelopes, request validation is not
         documented[422] = {
@@ -118,7 +119,7 @@ def documented[H: Handler](handler: H, **described: Any) -> H:
     ``produces``, which an OpenAPI 3 operation may not have; the content type is in
     each response instead."""
     handler = docs(**described)(handler)
-    handler.__apispec__.pop("produces", None)  # type: ignore[attr-defined]
+    getattr(handler, API_SPEC_ATTR).pop("produces", None)
     return handler
 
 
