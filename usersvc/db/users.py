@@ -130,12 +130,12 @@ class Users:
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pool connection, with the wait for it and the pool's state measured."""
         started = time.perf_counter()
-        try:
-            async with self._pool.acquire() as connection:
-                metrics.observe_acquire(started)
+        async with self._pool.acquire() as connection:
+            metrics.acquired(started)
+            try:
                 yield connection
-        finally:
-            metrics.update_pool_gauges()
+            finally:
+                metrics.released()
 
     async def ping(self) -> None:
         """Raises when the database does not answer within a second or two."""

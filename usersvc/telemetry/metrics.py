@@ -52,7 +52,9 @@ DB_POOL_SIZE = Gauge(
     "usersvc_db_pool_size", "Connections open in the pool(s)", multiprocess_mode="livesum"
 )
 DB_POOL_IN_USE = Gauge(
-    "usersvc_db_pool_connections_in_use", "Connections checked out", multiprocess_mode="livesum"
+    "usersvc_db_pool_connections_in_use",
+    "Connections checked out (by the API's commands and queries)",
+    multiprocess_mode="livesum",
 )
 DB_POOL_ACQUIRE = Histogram(
     "usersvc_db_pool_acquire_seconds",
@@ -103,28 +105,40 @@ def count_command(command: str, outcome: str) -> None:
 # The pools of this process (the API's, the relay's when it runs alone); asyncpg's
 # pools take no weak reference, so a closed pool is dropped at the next update.
 _pools: set[asyncpg.Pool] = set()
+POOL_SIZE_EVERY = 1.0  # seconds: the size changes only as connections open and close
+_size_updated = 0.0
 
 
 def track_pool(pool: asyncpg.Pool) -> None:
     _pools.add(pool)
-    update_pool_gauges()
+    update_pool_size()
 
 
-def update_pool_gauges() -> None:
-    size = idle = 0
+def update_pool_size() -> None:
+    """Counting the pools' connections walks them all: done at a scrape, at most once
+    a second on the request path."""
+    global _size_updated
+    size = 0
     for pool in list(_pools):
         if pool.is_closing():
             _pools.discard(pool)
             continue
         size += pool.get_size()
-        idle += pool.get_idle_size()
     DB_POOL_SIZE.set(size)
-    DB_POOL_IN_USE.set(size - idle)
+    _size_updated = time.monotonic()
 
 
-def observe_acquire(started: float) -> None:
-    DB_POOL_ACQUIRE.observe(time.perf_counter() - started)
-    update_pool_gauges()
+def acquired(started: float) -> None:
+    """A connection was checked out of a pool (``started``: when the wait began)."""
+    now = time.perf_counter()
+    DB_POOL_ACQUIRE.observe(now - started)
+    DB_POOL_IN_USE.inc()
+    if time.monotonic() - _size_updated > POOL_SIZE_EVERY:
+        update_pool_size()
+
+
+def released() -> None:
+    DB_POOL_IN_USE.dec()
 
 
 # --- the scrape
@@ -175,7 +189,7 @@ def metrics_handler(
     """
 
     async def handle(request: web.Request) -> web.Response:
-        update_pool_gauges()
+        update_pool_size()
         outbox = await read_outbox(request)
         read_now = outbox_metrics(*outbox) if outbox is not None else []
         body = generate_latest(_Scrape(_stored_metrics(), read_now))  # type: ignore[arg-type]
