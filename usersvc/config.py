@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from attrs import frozen
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("json", "console")
 
 # Every variable, its default and its meaning: the README's table says the same.
 DEFAULTS: Mapping[str, str] = {
@@ -20,6 +21,7 @@ DEFAULTS: Mapping[str, str] = {
     "USERSVC_AMQP_EXCHANGE": "users",
     "USERSVC_AMQP_QUEUE": "users",
     "USERSVC_LOG_LEVEL": "INFO",
+    "USERSVC_LOG_FORMAT": "",  # console on a terminal, else json
     "USERSVC_HOST": "0.0.0.0",  # noqa: S104 - a service in a container
     "USERSVC_PORT": "8000",
 }
@@ -104,6 +106,14 @@ def _not_empty(name: str, raw: str) -> str:
     return raw
 
 
+def _log_format(name: str, raw: str) -> str | None:
+    if not raw.strip():
+        return None
+    if raw.strip().lower() not in LOG_FORMATS:
+        raise SettingError(name, f"{raw!r} is not one of {', '.join(LOG_FORMATS)}")
+    return raw.strip().lower()
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in LOG_LEVELS:
@@ -121,6 +131,7 @@ class Settings:
     log_level: str
     host: str
     port: int
+    log_format: str | None = None  # json | console; None: console on a terminal, else json
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -143,4 +154,5 @@ class Settings:
             log_level=_log_level("USERSVC_LOG_LEVEL", get("USERSVC_LOG_LEVEL")),
             host=_not_empty("USERSVC_HOST", get("USERSVC_HOST")),
             port=_port("USERSVC_PORT", get("USERSVC_PORT")),
+            log_format=_log_format("USERSVC_LOG_FORMAT", get("USERSVC_LOG_FORMAT")),
         )
