@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -212,3 +213,29 @@ def test_a_port_already_taken_is_one_line_and_exit_status_1(empty_database_url: 
     assert run.returncode == 1, run.stdout + run.stderr
     line = _one_line(run)
     assert line.startswith(f"usersvc: error: cannot listen on 127.0.0.1:{port}: "), line
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"USERSVC_PORT": "abc"}, "USERSVC_PORT"),
+        (
+            {"USERSVC_DATABASE_URL": f"postgresql://bob:{SECRET}@db:abc/users"},
+            "USERSVC_DATABASE_URL",
+        ),
+    ],
+    ids=["port", "database-url"],
+)
+def test_gunicorn_with_a_bad_setting_is_one_line_and_exit_status_2(env: dict[str, str], name: str):
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "--config", "gunicorn.conf.py"],
+        env=_env(**({"USERSVC_DATABASE_URL": "postgresql://postgres@127.0.0.1/x"} | env)),
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    line = _one_line(run)
+    assert line.startswith(f"usersvc: error: {name}: "), line
+    assert SECRET not in line

@@ -6,11 +6,12 @@ module level: in multiprocess mode a metric made in the master would be a phanto
 """
 
 import logging
+import sys
 
 from aiohttp import web
 from gunicorn import glogging
 
-from usersvc.config import Settings
+from usersvc.config import SettingError, Settings
 from usersvc.telemetry.logs import configure_logging, mask_url
 
 log = logging.getLogger("usersvc")
@@ -21,7 +22,13 @@ class GunicornLogger(glogging.Logger):
 
     def setup(self, cfg: object) -> None:
         self.cfg = cfg
-        settings = Settings.from_env()
+        try:
+            settings = Settings.from_env()
+        except SettingError as error:
+            # The master's first look at the settings: one line and exit status 2, as
+            # `usersvc` says it, rather than gunicorn's traceback.
+            print(f"usersvc: error: {error}", file=sys.stderr)
+            sys.exit(2)
         configure_logging(settings.log_level, settings.log_format)  # type: ignore[arg-type]
         for gunicorn_log in (self.error_log, self.access_log):
             for handler in list(gunicorn_log.handlers):
