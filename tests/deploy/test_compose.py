@@ -193,9 +193,3 @@ def test_grafana_provisions_from_the_repository() -> None:
     assert f"./monitoring/grafana/dashboards:{provider_path}:ro" in volumes
     home = env("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (MONITORING / "grafana/dashboards" / home.removeprefix(provider_path + "/")).is_file()
-
-
-def test_the_service_stops_later_than_gunicorn_lets_requests_finish() -> None:
-    grace = SERVICES["usersvc"]["stop_grace_period"]
-    assert re.fullmatch(r"\d+s", grace)
-    assert int(grace[:-1]) > 30
