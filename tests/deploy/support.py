@@ -224,3 +224,41 @@ def series_with_samples(text: str) -> set[str]:
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
+
+
+_SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of one series name: (labels, value)."""
+    found = []
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match["name"] == name:
+            labels = dict(_LABEL.findall(match["labels"] or ""))
+            found.append((labels, float(match["value"])))
+    return found
+
+
+def sample_labels(text: str) -> dict[str, set[str]]:
+    """Series name -> the label names its samples carry."""
+    labels: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if match := _SAMPLE.match(line):
+            names = labels.setdefault(match["name"], set())
+            names.update(name for name, _ in _LABEL.findall(match["labels"] or ""))
+    return labels
+
+
+def label_names(expr: str) -> set[str]:
+    """Label names an expression matches on or groups by (not those of label_values)."""
+    if match := _LABEL_VALUES.match(expr):
+        expr = match["selector"]
+    expr = _STRING.sub('""', expr)
+    names = set()
+    for matchers in re.findall(r"\{([^{}]*)\}", expr):
+        names.update(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", matchers))
+    for grouping in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^()]*)\)", expr):
+        names.update(n.strip() for n in grouping.split(",") if n.strip())
+    return names
