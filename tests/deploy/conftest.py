@@ -30,6 +30,7 @@ from tests.deploy.support import (
     free_port,
     image_cmd,
     image_healthcheck,
+    runtime_tree,
     samples,
 )
 
@@ -173,6 +174,9 @@ def started_service() -> Iterator[Service]:
         environment["PROMETHEUS_MULTIPROC_DIR"] = str(Path(scratch, "metrics"))
         Path(scratch, "metrics").mkdir()
         log = Path(scratch) / "service.log"
+        # gunicorn runs in a copy of what the image's runtime stage holds, so a file the
+        # service needs and the Dockerfile forgot to copy fails here.
+        app = runtime_tree(Path(scratch, "app"))
         process = None
         try:
             migrate = compose()["services"]["migrate"]["command"]
@@ -183,7 +187,7 @@ def started_service() -> Iterator[Service]:
             with log.open("wb") as out:
                 process = subprocess.Popen(
                     image_cmd(),
-                    cwd=REPO,
+                    cwd=app,
                     env=environment,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -8,6 +8,7 @@ Prometheus with the project's scrape config and rules.
 import json
 import re
 import shlex
+import shutil
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -82,6 +83,26 @@ def exec_form(arguments: str) -> list[str]:
 
 def image_cmd() -> list[str]:
     return exec_form(next(args for keyword, args in reversed(final_stage()) if keyword == "CMD"))
+
+
+def runtime_tree(destination: Path) -> Path:
+    """The image's /app as the runtime stage's COPY lines make it, from this checkout (the
+    virtual environment excepted: the test runs with the checkout's own)."""
+    for keyword, arguments in final_stage():
+        if keyword != "COPY":
+            continue
+        *options, source, target = arguments.split()
+        if source.endswith(".venv"):
+            continue
+        if any(option.startswith("--from=") for option in options):
+            source = source.removeprefix("/app/")  # the build stage's /app is this checkout
+        copied = destination / target.removeprefix("/app").lstrip("/")
+        if (REPO / source).is_dir():
+            shutil.copytree(REPO / source, copied, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            copied.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / source, copied)
+    return destination
 
 
 def image_healthcheck() -> list[str]:
