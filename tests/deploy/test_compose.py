@@ -193,3 +193,14 @@ def test_grafana_provisions_from_the_repository() -> None:
     assert f"./monitoring/grafana/dashboards:{provider_path}:ro" in volumes
     home = env("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (MONITORING / "grafana/dashboards" / home.removeprefix(provider_path + "/")).is_file()
+
+
+def test_postgres_accepts_every_connection_the_largest_scale_can_open() -> None:
+    # gunicorn.conf.py: each worker holds up to 11 connections (a pool of 10, the relay's 1).
+    command = SERVICES["postgres"]["command"]
+    limit = int(next(a.split("=")[1] for a in command if a.startswith("max_connections=")))
+    ports = next(p for p in SERVICES["usersvc"]["ports"] if str(p).endswith(":8000"))
+    first, last = (int(n) for n in str(ports).rsplit(":", 1)[0].rsplit(":", 1)[1].split("-"))
+    replicas = last - first + 1
+    workers = int(env("usersvc")["WEB_CONCURRENCY"])
+    assert limit >= replicas * workers * 11 + 1  # + the one-shot migration
