@@ -74,6 +74,10 @@ RETRY_REASONS = {
     asyncpg.DeadlockDetectedError: "deadlock",
     asyncpg.SerializationError: "serialization",
 }
+# Every reason exported from the start, at 0: a labelled counter that never counted is not
+# in /metrics at all, and the dashboard's retries panel would read "No data" instead of 0.
+for _reason in RETRY_REASONS.values():
+    metrics.DB_TRANSACTION_RETRIES.labels(_reason)
 
 
 def _linked_account(row: asyncpg.Record) -> LinkedAccount:
