@@ -137,16 +137,19 @@ class Users:
     async def _execute(
         self, command: Command, stamp: Stamp, headers: Mapping[str, str]
     ) -> Decision:
-        if isinstance(command, commands.CreateUser):
-            decision = commands.create_user(command, stamp)
-            if isinstance(decision, Failure):
-                return decision  # nothing to ask the database
         try:
+            if isinstance(command, commands.CreateUser):
+                # No user to lock, and the write is one statement, atomic on its own:
+                # no transaction block, so one round trip to PostgreSQL.
+                decision = commands.create_user(command, stamp)
+                if isinstance(decision, Success):
+                    async with self._pool.acquire() as connection:
+                        await self._write(connection, decision.unwrap(), headers)
+                return decision
             async with self._pool.acquire() as connection, connection.transaction():
-                if not isinstance(command, commands.CreateUser):
-                    row = await connection.fetchrow(self._q.lock_user, command.user_id)
-                    user = None if row is None else _user(row)
-                    decision = DECIDE[type(command)](user, command, stamp)
+                row = await connection.fetchrow(self._q.lock_user, command.user_id)
+                user = None if row is None else _user(row)
+                decision = DECIDE[type(command)](user, command, stamp)
                 match decision:
                     case Success(change):
                         await self._write(connection, change, headers)
@@ -160,13 +163,23 @@ class Users:
     async def _write(
         self, connection: asyncpg.Connection, change: Change, headers: Mapping[str, str]
     ) -> None:
+        """The change and its event, in one statement of sql/commands.sql (one round trip);
+        each of those takes the event's columns first, then the change's own."""
         q, event, user = self._q, change.event, change.user
+        written = (
+            event.event_id,
+            event.event_name,
+            event.user_id,
+            event.occurred_at,
+            event.data(),
+            dict(headers),
+        )
         match event:
             case events.UserCreated():
                 assert user is not None
                 await connection.execute(
-                    q.insert_user,
-                    user.user_id,
+                    q.create_user,
+                    *written,
                     user.fullname.firstname,
                     user.fullname.lastname,
                     user.fullname.middlename,
@@ -178,31 +191,30 @@ class Users:
             case events.UserRecovered() | events.UserTemporarilyDeleted():
                 assert user is not None
                 await connection.execute(
-                    q.update_status, user.user_id, user.status.value, user.deleted_at
+                    q.change_status, *written, user.status.value, user.deleted_at
                 )
             case events.UserPermanentlyDeleted():
+                # Rare, and three statements read better than one: the row goes, the
+                # personal data of its waiting events goes, then the event is written.
                 await connection.execute(q.delete_user, event.user_id)
                 await connection.execute(
                     q.erase_personal_data, event.user_id, sorted(events.PERSONAL_FIELDS)
                 )
+                await connection.execute(q.insert_event, *written)
             case events.FullnameChanged():
                 await connection.execute(
-                    q.update_fullname,
-                    event.user_id,
-                    event.firstname,
-                    event.lastname,
-                    event.middlename,
+                    q.change_fullname, *written, event.firstname, event.lastname, event.middlename
                 )
             case events.ContactsChanged():
-                await connection.execute(q.update_contacts, event.user_id, event.email, event.phone)
+                await connection.execute(q.change_contacts, *written, event.email, event.phone)
             case events.LinkedAccountCreated():
                 assert user is not None
                 account = user.linked_account(event.linked_account_id)
                 assert account is not None
                 await connection.execute(
-                    q.insert_linked_account,
+                    q.link_account,
+                    *written,
                     account.linked_account_id,
-                    event.user_id,
                     account.social_network.value,
                     account.connection_link.url,
                     account.connection_link.key,
@@ -210,19 +222,10 @@ class Users:
                     account.connected_at,
                 )
             case events.LinkedAccountDeleted():
-                await connection.execute(q.delete_linked_account, event.linked_account_id)
+                await connection.execute(q.unlink_account, *written, event.linked_account_id)
             case events.ConnectionReasonChanged():
                 await connection.execute(
-                    q.update_connected_for, event.linked_account_id, event.connected_for
+                    q.change_connected_for, *written, event.linked_account_id, event.connected_for
                 )
             case _:
                 raise TypeError(f"no write for {event.event_name}")
-        await connection.execute(
-            q.insert_event,
-            event.event_id,
-            event.event_name,
-            event.user_id,
-            event.occurred_at,
-            event.data(),
-            dict(headers),
-        )
