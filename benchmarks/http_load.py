@@ -130,6 +130,7 @@ class Server:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int) -> None:
         self.name, self.argv, self.env, self.port = name, argv, env, port
         self.process: asyncio.subprocess.Process | None = None
+        self.database_url: str | None = env.get("USERSVC_DATABASE_URL")  # usersvc's: a relay
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log")  # noqa: SIM115
 
     @property
@@ -293,6 +294,13 @@ class Runs:
         return result
 
 
+def outbox_backlog(database_url: str) -> int:
+    """Events committed and not yet confirmed by the broker."""
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        return row.fetchone()[0]  # type: ignore[index]
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -316,12 +324,22 @@ async def side_by_side(
             for who, who_ids in ((floor_server, floor_ids), (server, ids)):
                 result = await runs.wrk(who, scenario, who_ids, runs.args.duration)
                 result["load"] = load_average()
+                if who.database_url is not None:  # does the relay keep up?
+                    result["backlog_end"] = outbox_backlog(who.database_url)
+                    await asyncio.sleep(1)
+                    result["backlog_1s"] = outbox_backlog(who.database_url)
                 per[who.name].append(result)
                 say(
                     f"  {scenario:6} round {number} {who.name:14} {result['rps']:7.0f} req/s  "
                     f"p50 {result['p50_us'] / 1000:6.1f} ms  p99 {result['p99_us'] / 1000:6.1f} ms"
                     f"  non-2xx {result['non2xx']}  cpu {result['cpu_ms']:.2f} ms/req"
                     f"  (load {result['load']})"
+                    + (
+                        f"  outbox backlog at the end {result['backlog_end']}, 1 s later "
+                        f"{result['backlog_1s']}"
+                        if "backlog_end" in result
+                        else ""
+                    )
                 )
         results[scenario] = per
     return results
@@ -448,11 +466,17 @@ def _median(results: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in results)
 
 
+def _backlogs(rounds: list[dict]) -> str:
+    if "backlog_end" not in rounds[0]:
+        return ""
+    return f"max {max(r['backlog_end'] for r in rounds)} / {max(r['backlog_1s'] for r in rounds)}"
+
+
 def table(results: dict[str, dict[str, list[dict]]], floor_name: str) -> list[str]:
     lines = [
         "| scenario | server | req/s | p50 ms | p99 ms | non-2xx | CPU ms/req | peak RSS MB |"
-        " req/s vs floor | p99 vs floor |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " req/s vs floor | p99 vs floor | outbox backlog at end / 1 s later |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for scenario, per in results.items():
         base = per[floor_name]
@@ -465,7 +489,7 @@ def table(results: dict[str, dict[str, list[dict]]], floor_name: str) -> list[st
             lines.append(
                 f"| {scenario} | {name} | {rps:,.0f} | {p50 / 1000:.1f} | {p99 / 1000:.1f} | "
                 f"{non2xx} | {_median(rounds, 'cpu_ms'):.2f} | {rounds[0]['rss_mb']:.0f} | "
-                f"{vs[0]} | {vs[1]} |"
+                f"{vs[0]} | {vs[1]} | {_backlogs(rounds)} |"
             )
     return lines
 
