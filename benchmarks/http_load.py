@@ -131,6 +131,7 @@ class Server:
         self.name, self.argv, self.env, self.port = name, argv, env, port
         self.process: asyncio.subprocess.Process | None = None
         self.database_url: str | None = env.get("USERSVC_DATABASE_URL")  # usersvc's: a relay
+        self.companion: Server | None = None  # the relay process beside it, if any
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log")  # noqa: SIM115
 
     @property
@@ -277,6 +278,7 @@ class Runs:
         self.count += 1
         base = self.count * 10_000_000  # seeding uses 1..2,000
         ticks = server.cpu_ticks()
+        companion = server.companion.cpu_ticks() if server.companion else 0
         process = await asyncio.create_subprocess_exec(
             "wrk", "-t", "1", "-c", str(self.args.connections), "-d", f"{round(seconds)}s",
             "--latency", "-s", str(HERE / "wrk" / f"{scenario}.lua"), server.url,
@@ -285,12 +287,16 @@ class Runs:
         )  # fmt: skip
         out, _ = await process.communicate()
         ticks = server.cpu_ticks() - ticks
+        if server.companion:
+            companion = server.companion.cpu_ticks() - companion
         line = next((x for x in out.decode().splitlines() if x.startswith("BENCH ")), None)
         if line is None:
             raise RuntimeError(f"wrk said:\n{out.decode()}")
         result = json.loads(line.removeprefix("BENCH "))
         result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
         result["cpu_ms"] = ticks / CLOCK_TICKS * 1000 / max(1, result["requests"])
+        if server.companion:
+            result["relay_cpu_ms"] = companion / CLOCK_TICKS * 1000 / max(1, result["requests"])
         return result
 
 
@@ -329,20 +335,23 @@ async def side_by_side(
                     await asyncio.sleep(1)
                     result["backlog_1s"] = outbox_backlog(who.database_url)
                 per[who.name].append(result)
-                say(
-                    f"  {scenario:6} round {number} {who.name:14} {result['rps']:7.0f} req/s  "
-                    f"p50 {result['p50_us'] / 1000:6.1f} ms  p99 {result['p99_us'] / 1000:6.1f} ms"
-                    f"  non-2xx {result['non2xx']}  cpu {result['cpu_ms']:.2f} ms/req"
-                    f"  (load {result['load']})"
-                    + (
-                        f"  outbox backlog at the end {result['backlog_end']}, 1 s later "
-                        f"{result['backlog_1s']}"
-                        if "backlog_end" in result
-                        else ""
-                    )
-                )
+                say(_round_line(scenario, number, who.name, result))
         results[scenario] = per
     return results
+
+
+def _round_line(scenario: str, number: int, name: str, result: dict) -> str:
+    line = (
+        f"  {scenario:6} round {number} {name:14} {result['rps']:7.0f} req/s  "
+        f"p50 {result['p50_us'] / 1000:6.1f} ms  p99 {result['p99_us'] / 1000:6.1f} ms"
+        f"  non-2xx {result['non2xx']}  cpu {result['cpu_ms']:.2f} ms/req"
+    )
+    if "relay_cpu_ms" in result:
+        line += f" (+ relay {result['relay_cpu_ms']:.2f})"
+    line += f"  (load {result['load']})"
+    if "backlog_end" in result:
+        line += f"  outbox backlog {result['backlog_end']}, 1 s later {result['backlog_1s']}"
+    return line
 
 
 # --- round trips, counted on the wire ---
@@ -482,13 +491,16 @@ def table(results: dict[str, dict[str, list[dict]]], floor_name: str) -> list[st
         base = per[floor_name]
         for name, rounds in per.items():
             rps, p50, p99 = (_median(rounds, k) for k in ("rps", "p50_us", "p99_us"))
+            cpu = f"{_median(rounds, 'cpu_ms'):.2f}"
+            if "relay_cpu_ms" in rounds[0]:
+                cpu += f" + relay {_median(rounds, 'relay_cpu_ms'):.2f}"
             non2xx = sum(r["non2xx"] + r["socket_errors"] for r in rounds)
             ratio = rps / _median(base, "rps")
             p99_ratio = p99 / _median(base, "p99_us")
             vs = ("", "") if name == floor_name else (f"{ratio:.2f}", f"{p99_ratio:.2f}")
             lines.append(
                 f"| {scenario} | {name} | {rps:,.0f} | {p50 / 1000:.1f} | {p99 / 1000:.1f} | "
-                f"{non2xx} | {_median(rounds, 'cpu_ms'):.2f} | {rounds[0]['rss_mb']:.0f} | "
+                f"{non2xx} | {cpu} | {rounds[0]['rss_mb']:.0f} | "
                 f"{vs[0]} | {vs[1]} | {_backlogs(rounds)} |"
             )
     return lines
@@ -523,6 +535,7 @@ async def run(args: argparse.Namespace) -> None:
                     for number, (server, its_relay) in enumerate(variants):
                         if its_relay is not None:
                             await its_relay.start()
+                            server.companion = its_relay
                         await server.start()
                         try:
                             if number == 0:
