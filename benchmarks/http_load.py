@@ -225,12 +225,16 @@ def relay(database_url: str, exchange: str) -> Server:
     )
 
 
-def gunicorn(database_url: str, exchange: str, port: int, workers: int) -> Server:
-    argv = [
-        sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-    ]  # fmt: skip
-    return Server(f"gunicorn x{workers}", argv, usersvc_env(database_url, exchange), port)
+def gunicorn(database_url: str, exchange: str, port: int, workers: int, metrics: Path) -> Server:
+    """The production server as gunicorn.conf.py sets it up, each worker with its relay."""
+    env = usersvc_env(database_url, exchange) | {
+        "USERSVC_HOST": "127.0.0.1",
+        "USERSVC_PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+    }
+    argv = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
+    return Server(f"gunicorn x{workers}", argv, env, port)
 
 
 def has_gunicorn() -> bool:
@@ -525,7 +529,10 @@ async def run(args: argparse.Namespace) -> None:
                 if args.only != "main":
                     variants.append((usersvc(svc_db, exchange, next(ports), relay=True), None))
                     if has_gunicorn():
-                        variants.append((gunicorn(svc_db, exchange, next(ports), 2), None))
+                        metrics = work / "metrics"
+                        metrics.mkdir()
+                        server = gunicorn(svc_db, exchange, next(ports), 2, metrics)
+                        variants.append((server, None))
                     else:
                         say("(no gunicorn.conf.py or gunicorn: the two-worker run is skipped)")
                 all_results: dict[str, dict] = {}
