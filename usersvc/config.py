@@ -15,6 +15,7 @@ class Settings:
     log_level: str
     host: str
     port: int
+    log_format: str | None = None  # json | console; None: console on a terminal, else json
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -26,4 +27,5 @@ class Settings:
             log_level=environ.get("USERSVC_LOG_LEVEL", "INFO").upper(),
             host=environ.get("USERSVC_HOST", "0.0.0.0"),  # noqa: S104 - a service in a container
             port=int(environ.get("USERSVC_PORT", "8000")),
+            log_format=environ.get("USERSVC_LOG_FORMAT") or None,
         )

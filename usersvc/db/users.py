@@ -5,7 +5,9 @@ event*. Uniqueness is the database's: a unique violation, also one lost in a
 race, becomes the contract's 409 through :data:`CONFLICTS`.
 """
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -25,6 +27,8 @@ from usersvc.domain.model import (
     User,
     UserStatus,
 )
+from usersvc.telemetry import metrics
+from usersvc.telemetry.tracing import child_span, sql_span
 
 type UserCommand = (
     commands.RecoverUser
@@ -66,6 +70,10 @@ CONFLICTS: Mapping[str, DomainFailure] = {
 # A transaction that PostgreSQL aborted for its own reasons runs again, this often.
 TRANSACTION_ATTEMPTS = 3
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+RETRY_REASONS = {
+    asyncpg.DeadlockDetectedError: "deadlock",
+    asyncpg.SerializationError: "serialization",
+}
 
 
 def _linked_account(row: asyncpg.Record) -> LinkedAccount:
@@ -90,6 +98,14 @@ def _user(row: asyncpg.Record) -> User:
     )
 
 
+async def _execute(
+    connection: asyncpg.Connection, queries: Queries, name: str, *args: object
+) -> None:
+    """Run the named statement of ``sql/*.sql`` in its own span."""
+    with sql_span(name):
+        await connection.execute(queries[name], *args)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -110,12 +126,27 @@ class Users:
         self._clock = clock
         self._new_id = new_id
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pool connection, with the wait for it and the pool's state measured."""
+        started = time.perf_counter()
+        async with self._pool.acquire() as connection:
+            metrics.acquired(started)
+            try:
+                yield connection
+            finally:
+                metrics.released()
+
     async def ping(self) -> None:
         """Raises when the database does not answer within a second or two."""
-        await self._pool.fetchval(self._q.ping, timeout=2)
+        async with self._connection() as connection:
+            with sql_span("ping"):
+                await connection.fetchval(self._q.ping, timeout=2)
 
     async def get(self, user_id: UUID) -> User | None:
-        row = await self._pool.fetchrow(self._q.load_user, user_id)
+        async with self._connection() as connection:
+            with sql_span("load_user"):
+                row = await connection.fetchrow(self._q.load_user, user_id)
         return None if row is None else _user(row)
 
     async def execute(self, command: Command, headers: Mapping[str, str] | None = None) -> Decision:
@@ -129,9 +160,10 @@ class Users:
         for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
                 return await self._execute(command, stamp, headers or {})
-            except RETRYABLE:
+            except RETRYABLE as error:
                 if attempt == TRANSACTION_ATTEMPTS:
                     raise
+                metrics.DB_TRANSACTION_RETRIES.labels(RETRY_REASONS[type(error)]).inc()
         raise AssertionError("unreachable")
 
     async def _execute(
@@ -141,15 +173,18 @@ class Users:
             if isinstance(command, commands.CreateUser):
                 # No user to lock, and the write is one statement, atomic on its own:
                 # no transaction block, so one round trip to PostgreSQL.
-                decision = commands.create_user(command, stamp)
+                with child_span("decide"):
+                    decision = commands.create_user(command, stamp)
                 if isinstance(decision, Success):
-                    async with self._pool.acquire() as connection:
+                    async with self._connection() as connection:
                         await self._write(connection, decision.unwrap(), headers)
                 return decision
-            async with self._pool.acquire() as connection, connection.transaction():
-                row = await connection.fetchrow(self._q.lock_user, command.user_id)
+            async with self._connection() as connection, connection.transaction():
+                with sql_span("lock_user"):
+                    row = await connection.fetchrow(self._q.lock_user, command.user_id)
                 user = None if row is None else _user(row)
-                decision = DECIDE[type(command)](user, command, stamp)
+                with child_span("decide"):
+                    decision = DECIDE[type(command)](user, command, stamp)
                 match decision:
                     case Success(change):
                         await self._write(connection, change, headers)
@@ -177,8 +212,10 @@ class Users:
         match event:
             case events.UserCreated():
                 assert user is not None
-                await connection.execute(
-                    q.create_user,
+                await _execute(
+                    connection,
+                    q,
+                    "create_user",
                     *written,
                     user.fullname.firstname,
                     user.fullname.lastname,
@@ -190,29 +227,41 @@ class Users:
                 )
             case events.UserRecovered() | events.UserTemporarilyDeleted():
                 assert user is not None
-                await connection.execute(
-                    q.change_status, *written, user.status.value, user.deleted_at
+                await _execute(
+                    connection, q, "change_status", *written, user.status.value, user.deleted_at
                 )
             case events.UserPermanentlyDeleted():
                 # Rare, and three statements read better than one: the row goes, the
                 # personal data of its waiting events goes, then the event is written.
-                await connection.execute(q.delete_user, event.user_id)
-                await connection.execute(
-                    q.erase_personal_data, event.user_id, sorted(events.PERSONAL_FIELDS)
+                await _execute(connection, q, "delete_user", event.user_id)
+                await _execute(
+                    connection,
+                    q,
+                    "erase_personal_data",
+                    event.user_id,
+                    sorted(events.PERSONAL_FIELDS),
                 )
-                await connection.execute(q.insert_event, *written)
+                await _execute(connection, q, "insert_event", *written)
             case events.FullnameChanged():
-                await connection.execute(
-                    q.change_fullname, *written, event.firstname, event.lastname, event.middlename
+                await _execute(
+                    connection,
+                    q,
+                    "change_fullname",
+                    *written,
+                    event.firstname,
+                    event.lastname,
+                    event.middlename,
                 )
             case events.ContactsChanged():
-                await connection.execute(q.change_contacts, *written, event.email, event.phone)
+                await _execute(connection, q, "change_contacts", *written, event.email, event.phone)
             case events.LinkedAccountCreated():
                 assert user is not None
                 account = user.linked_account(event.linked_account_id)
                 assert account is not None
-                await connection.execute(
-                    q.link_account,
+                await _execute(
+                    connection,
+                    q,
+                    "link_account",
                     *written,
                     account.linked_account_id,
                     account.social_network.value,
@@ -222,10 +271,15 @@ class Users:
                     account.connected_at,
                 )
             case events.LinkedAccountDeleted():
-                await connection.execute(q.unlink_account, *written, event.linked_account_id)
+                await _execute(connection, q, "unlink_account", *written, event.linked_account_id)
             case events.ConnectionReasonChanged():
-                await connection.execute(
-                    q.change_connected_for, *written, event.linked_account_id, event.connected_for
+                await _execute(
+                    connection,
+                    q,
+                    "change_connected_for",
+                    *written,
+                    event.linked_account_id,
+                    event.connected_for,
                 )
             case _:
                 raise TypeError(f"no write for {event.event_name}")

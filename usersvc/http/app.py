@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 from aiohttp import web
 from aiohttp_apispec import docs, request_schema, setup_aiohttp_apispec
 
@@ -24,9 +25,12 @@ from usersvc.http.handlers import (
     healthcheck,
 )
 from usersvc.http.middleware import envelopes
+from usersvc.telemetry import metrics
+from usersvc.telemetry.middleware import telemetry
 
 API = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
+RELAY_CLOSE_SECONDS = 10.0  # beyond the confirm timeout, to close its connections
 
 type Context = Callable[[web.Application], AsyncIterator[None]]
 
@@ -140,6 +144,7 @@ def add_routes(app: web.Application) -> None:
 def _database(database_url: str, pool_min_size: int) -> Context:
     async def context(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(database_url, min_size=pool_min_size)
+        metrics.track_pool(pool)
         app[POOL] = pool
         app[USERS] = Users(pool, app[QUERIES])
         yield
@@ -152,23 +157,40 @@ def _relay(database_url: str, settings: RelaySettings) -> Context:
     """The outbox relay beside the API; it stops before the pool closes."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        relay = Relay(app[POOL], database_url, app[QUERIES], settings)
+        relay = Relay(
+            app[POOL], database_url, app[QUERIES], settings, on_published=metrics.published
+        )
         app[RELAY] = relay
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # After its current confirms (bounded): rows published but not yet marked
+        # would be sent again by the next leader.
+        relay.stop()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, settings.confirm_timeout + RELAY_CLOSE_SECONDS)
 
     return context
+
+
+async def _outbox_stats(request: web.Request) -> tuple[int, float] | None:
+    """Backlog and oldest age for ``/metrics``; None while the database does not answer."""
+    app = request.app
+    try:
+        async with asyncio.timeout(2):  # the wait for a connection too
+            row = await app[POOL].fetchrow(app[QUERIES].relay_outbox_stats)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return None
+    return row["backlog"], row["oldest_age"]
 
 
 def create_app(
     database_url: str, *, relay: RelaySettings | None = None, pool_min_size: int = 2
 ) -> web.Application:
     """The API; with ``relay`` settings the outbox relay runs in this process too."""
-    app = web.Application(middlewares=[envelopes], client_max_size=MAX_BODY_BYTES)
+    # The telemetry middleware outside the envelopes: it sees the status the client gets.
+    app = web.Application(middlewares=[telemetry, envelopes], client_max_size=MAX_BODY_BYTES)
     app[QUERIES] = load()
+    app.router.add_get("/metrics", metrics.metrics_handler(_outbox_stats))
     app.cleanup_ctx.append(_database(database_url, pool_min_size))
     if relay is not None:
         app.cleanup_ctx.append(_relay(database_url, relay))

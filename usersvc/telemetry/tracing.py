@@ -1,0 +1,172 @@
+"""Traces: OpenTelemetry, configured only by the standard ``OTEL_*`` variables.
+
+- ``OTEL_SDK_DISABLED=true``: no SDK at all (no ids, nothing recorded).
+- No ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT``: the SDK runs with an always-off
+  sampler. Spans still get ids (the logs and the events' ``traceparent`` carry
+  them) but nothing is recorded, and the per-statement spans are skipped.
+- An endpoint: spans are exported over OTLP in batches, ``http/protobuf`` (the
+  default) or ``grpc`` by ``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL``; the sampler is
+  ``OTEL_TRACES_SAMPLER`` (default: parent-based, always on);
+  ``OTEL_SERVICE_NAME`` names the service (default ``usersvc``).
+"""
+
+import os
+import warnings
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+TRACER = trace.get_tracer("usersvc")
+# Only W3C trace context goes into events: baggage may carry anything.
+W3C = TraceContextTextMapPropagator()
+_NOTHING = nullcontext()
+
+_configured = False
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def _exporter(environ: Mapping[str, str]) -> Any:
+    protocol = (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    elif protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    else:
+        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: use 'http/protobuf' or 'grpc'")
+    return OTLPSpanExporter()
+
+
+def configure_tracing(
+    environ: Mapping[str, str] = os.environ,
+    *,
+    processor: Any = None,
+    sampler: Any = None,
+) -> None:
+    """Install the aiohttp server instrumentation and the tracer provider, once per process.
+
+    Call before the app is created: the instrumentation wraps ``web.Application``.
+    ``processor`` and ``sampler`` are for tests (an in-memory span collector).
+    """
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    instrumentor = AioHttpServerInstrumentor()
+    # Prometheus' scrapes are not worth a trace each (the variable can say otherwise).
+    os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "^/metrics$")
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        with warnings.catch_warnings():
+            # It subclasses web.Application, which aiohttp discourages: the library's affair.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            instrumentor.instrument()
+    if _truthy(environ.get("OTEL_SDK_DISABLED")):
+        return
+
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    attributes = {} if environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: "usersvc"}
+    resource = Resource.create(attributes)
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if processor is None and endpoint:
+        processor = BatchSpanProcessor(_exporter(environ))
+    if processor is None:
+        sampler = ALWAYS_OFF  # ids for the logs and the events, nothing recorded
+    provider = TracerProvider(resource=resource, sampler=sampler)
+    if processor is not None:
+        provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+
+
+class _Span:
+    """A current span whose failure is recorded without the exception's message: the
+    messages of asyncpg's errors quote row values (personal data)."""
+
+    __slots__ = ("_attributes", "_context", "_kind", "_manager", "_name", "_span")
+
+    def __init__(
+        self, name: str, kind: SpanKind, attributes: Mapping[str, Any], context: Context | None
+    ) -> None:
+        self._name, self._kind, self._attributes, self._context = name, kind, attributes, context
+
+    def __enter__(self) -> trace.Span:
+        self._manager = TRACER.start_as_current_span(
+            self._name,
+            context=self._context,
+            kind=self._kind,
+            attributes=self._attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        self._span = self._manager.__enter__()
+        return self._span
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        if error is not None:
+            fail(self._span, error)
+        self._manager.__exit__(kind, error, tb)
+
+
+def fail(span: trace.Span, error: BaseException | str) -> None:
+    """Mark the span failed, naming the error's type (and SQLSTATE), never its message."""
+    if isinstance(error, str):
+        span.set_status(Status(StatusCode.ERROR, error))
+        return
+    span.set_attribute("error.type", type(error).__qualname__)
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate:
+        span.set_attribute("db.response.status_code", sqlstate)
+    span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
+
+
+def child_span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Any:
+    """A span under the current one, or nothing at all when that one is not recorded
+    (its children would not be either; this keeps untraced requests cheap)."""
+    if not trace.get_current_span().is_recording():
+        return _NOTHING
+    return _Span(name, kind, attributes, None)
+
+
+def sql_span(name: str) -> AbstractContextManager[Any]:
+    """A statement's span, named after its query in ``sql/*.sql``; never its parameters."""
+    return child_span(
+        name, SpanKind.CLIENT, **{"db.system.name": "postgresql", "db.query.summary": name}
+    )
+
+
+def trace_headers(incoming: Mapping[str, str]) -> dict[str, str]:
+    """The W3C trace context an event carries: the request's span when it is recorded,
+    otherwise the caller's context (when well-formed), so a consumer links to a span
+    that exists; failing both, the unrecorded span's ids, which the logs carry too."""
+    carrier: dict[str, str] = {}
+    span = trace.get_current_span()
+    if span.is_recording():
+        W3C.inject(carrier)
+        return carrier
+    W3C.inject(carrier, context=W3C.extract(incoming))
+    if not carrier and span.get_span_context().is_valid:
+        W3C.inject(carrier)
+    return carrier
+
+
+def publish_span(headers: Mapping[str, Any], name: str, **attributes: Any) -> Any:
+    """The relay's span for one publish, in the trace of the request whose event it is."""
+    parent: Context = W3C.extract({k: v for k, v in headers.items() if isinstance(v, str)})
+    return _Span(name, SpanKind.PRODUCER, attributes, parent)
