@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "migrate":
         return
     loop = _new_loop()
-    configure_tracing()  # before the app is made: it instruments aiohttp's Application
+    configure_tracing()  # spans with ids for the logs and events; exported when configured
     if args.command == "relay":
         log.info(
             "relaying the outbox of %s to exchange %r on %s",
