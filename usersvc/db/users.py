@@ -6,8 +6,7 @@ race, becomes the contract's 409 through :data:`CONFLICTS`.
 """
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -106,6 +105,27 @@ async def _execute(
         await connection.execute(queries[name], *args)
 
 
+class _Acquired:
+    """``pool.acquire()`` with the wait and the checkouts measured (a class, not an
+    ``asynccontextmanager``: it is on every request's path)."""
+
+    __slots__ = ("_acquiring", "_pool")
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        started = time.perf_counter()
+        self._acquiring = self._pool.acquire()
+        connection = await self._acquiring.__aenter__()
+        metrics.acquired(started)
+        return connection
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        metrics.released()
+        await self._acquiring.__aexit__(*exc_info)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -126,16 +146,9 @@ class Users:
         self._clock = clock
         self._new_id = new_id
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    def _connection(self) -> "_Acquired":
         """A pool connection, with the wait for it and the pool's state measured."""
-        started = time.perf_counter()
-        async with self._pool.acquire() as connection:
-            metrics.acquired(started)
-            try:
-                yield connection
-            finally:
-                metrics.released()
+        return _Acquired(self._pool)
 
     async def ping(self) -> None:
         """Raises when the database does not answer within a second or two."""

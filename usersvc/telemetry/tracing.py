@@ -185,6 +185,23 @@ _SERVER_TRACER = trace.get_tracer(
 _EXCLUDED_URLS = get_excluded_urls("AIOHTTP_SERVER")
 
 
+_span_names: dict[tuple[str, object], str] = {}
+
+
+def _span_name(request: web.Request) -> str:
+    """The library's span name ("GET /api/v1/users/{user_id}"): a method and a route
+    template, so made once per pair (it reads an environment variable each time).
+    Only matched routes are kept: a client's made-up methods hit no route."""
+    resource = request.match_info.route.resource
+    key = (request.method, resource)
+    name = _span_names.get(key)
+    if name is None:
+        name = aiohttp_server.get_default_span_name(request)
+        if resource is not None:
+            _span_names[key] = name
+    return name
+
+
 class ServerSpan:
     """The request's SERVER span, as opentelemetry-instrumentation-aiohttp-server makes it
     (its name, scope, attributes and status, built by its own functions), current while
@@ -202,7 +219,7 @@ class ServerSpan:
 
     def __init__(self, request: web.Request) -> None:
         self._span = span = _SERVER_TRACER.start_span(
-            aiohttp_server.get_default_span_name(request),
+            _span_name(request),
             context=extract(request, getter=aiohttp_server.getter),
             kind=SpanKind.SERVER,
         )
