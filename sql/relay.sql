@@ -45,3 +45,12 @@ WHERE position = ANY(ARRAY(
 -- name: relay_count_backlog
 -- Events waiting to be published (for the health check).
 SELECT count(*) FROM outbox WHERE published_at IS NULL;
+
+-- name: relay_outbox_stats
+-- For the metrics: events waiting, and how long the oldest of them has waited
+-- (0 when none), the same in every process that asks.
+SELECT count(*) AS backlog,
+       coalesce(extract(epoch FROM clock_timestamp() - min(occurred_at)), 0)::float8
+           AS oldest_age
+FROM outbox
+WHERE published_at IS NULL;

@@ -6,16 +6,20 @@ run, so tests never see each other's rows and never touch data they did not make
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
 import psycopg
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult
 from psycopg import sql
 
 from usersvc.db.migrations import apply_migrations
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import Queries, load
+from usersvc.telemetry.tracing import configure_tracing
 
 ADMIN_URL = os.environ.get(
     "USERSVC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -109,3 +113,48 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def amqp_url() -> str:
     return AMQP_URL
+
+
+class SpanCollector(SpanProcessor):
+    """Keeps finished spans while a test records (sampling is off otherwise, as in
+    production with no OTLP endpoint: spans with ids, nothing recorded)."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+class Switch(Sampler):
+    def __init__(self, collector: SpanCollector) -> None:
+        self._collector = collector
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        chosen = ALWAYS_ON if self._collector.recording else ALWAYS_OFF
+        return chosen.should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return "on while a test records"
+
+
+_collector = SpanCollector()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tracing() -> None:
+    """Instrumented as the service runs, before any app is made."""
+    configure_tracing({}, processor=_collector, sampler=Switch(_collector))
+
+
+@pytest.fixture
+def spans() -> Iterator[list[ReadableSpan]]:
+    """The spans this test's code finishes (a live list)."""
+    _collector.spans = []
+    _collector.recording = True
+    try:
+        yield _collector.spans
+    finally:
+        _collector.recording = False
+        _collector.spans = []

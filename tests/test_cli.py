@@ -88,7 +88,7 @@ def _migrate(env: dict[str, str]) -> str:
         capture_output=True,
         text=True,
         check=True,
-    ).stderr
+    ).stdout
 
 
 def test_migrate_creates_the_schema_and_a_second_run_applies_nothing(

@@ -1,29 +1,158 @@
-"""Settings from the environment, read once at start."""
+"""Settings from the environment, read and checked once at start.
+
+A setting that cannot work stops the service before it does anything, with one line
+that names the variable and the problem, and never a password.
+"""
 
 import os
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from attrs import frozen
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("json", "console")
+
+# Every variable, its default and its meaning: the README's table says the same.
+DEFAULTS: Mapping[str, str] = {
+    "USERSVC_DATABASE_URL": "",
+    "USERSVC_DATABASE_WAIT": "30",
+    "USERSVC_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
+    "USERSVC_AMQP_EXCHANGE": "users",
+    "USERSVC_AMQP_QUEUE": "users",
+    "USERSVC_LOG_LEVEL": "INFO",
+    "USERSVC_LOG_FORMAT": "",  # console on a terminal, else json
+    "USERSVC_HOST": "0.0.0.0",  # noqa: S104 - a service in a container
+    "USERSVC_PORT": "8000",
+}
+
+
+class SettingError(ValueError):
+    """A setting that cannot be used; the message names it and never shows a password."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+def mask_password(url: str) -> str:
+    """The URL with its password, if any, as ``***``: fit for a log or an error.
+    Also for a URL without its scheme: it is still someone's password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    # Up to the last "@": a password may hold a "/" or "@" unencoded; masking too much
+    # of a malformed URL is better than showing any of a password.
+    userinfo, _, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}"
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
+    shown = mask_password(raw)
+    secret = _password(raw)
+
+    def bad(problem: str) -> SettingError:
+        message = f"{shown!r} {problem}"
+        if secret:  # belt and braces: a malformed URL may hide it where masking does not look
+            message = message.replace(secret, "***")
+        return SettingError(name, message)
+
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        raise bad("is not a URL") from None
+    if parts.scheme not in schemes:
+        raise bad(f"must start with {' or '.join(s + '://' for s in schemes)}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise bad("has a port that is not a number from 1 to 65535") from None
+    if port == 0:
+        raise bad("has a port that is not a number from 1 to 65535")
+    if not parts.netloc:
+        raise bad("names no host")
+    return raw
+
+
+def _port(name: str, raw: str) -> int:
+    if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
+        raise SettingError(name, f"{raw!r} is not a port number (1 to 65535)")
+    return int(raw)
+
+
+def _seconds(name: str, raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise SettingError(name, f"{raw!r} is not a number of seconds (0 or more)")
+    return seconds
+
+
+def _not_empty(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingError(name, "is empty")
+    return raw
+
+
+def _log_format(name: str, raw: str) -> str | None:
+    if not raw.strip():
+        return None
+    if raw.strip().lower() not in LOG_FORMATS:
+        raise SettingError(name, f"{raw!r} is not one of {', '.join(LOG_FORMATS)}")
+    return raw.strip().lower()
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise SettingError(name, f"{raw!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 @frozen
 class Settings:
     database_url: str | None  # None: start the embedded development PostgreSQL
+    database_wait: float  # seconds to keep trying an unreachable database at start
     amqp_url: str
     amqp_exchange: str
     amqp_queue: str
     log_level: str
     host: str
     port: int
+    log_format: str | None = None  # json | console; None: console on a terminal, else json
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+        """The settings, checked; :class:`SettingError` for the first that cannot work."""
+
+        def get(name: str) -> str:
+            return environ.get(name, DEFAULTS[name])
+
+        database_url = get("USERSVC_DATABASE_URL").strip()
         return cls(
-            database_url=environ.get("USERSVC_DATABASE_URL") or None,
-            amqp_url=environ.get("USERSVC_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-            amqp_exchange=environ.get("USERSVC_AMQP_EXCHANGE", "users"),
-            amqp_queue=environ.get("USERSVC_AMQP_QUEUE", "users"),
-            log_level=environ.get("USERSVC_LOG_LEVEL", "INFO").upper(),
-            host=environ.get("USERSVC_HOST", "0.0.0.0"),  # noqa: S104 - a service in a container
-            port=int(environ.get("USERSVC_PORT", "8000")),
+            database_url=(
+                _url("USERSVC_DATABASE_URL", database_url, ("postgresql", "postgres"))
+                if database_url
+                else None
+            ),
+            database_wait=_seconds("USERSVC_DATABASE_WAIT", get("USERSVC_DATABASE_WAIT")),
+            amqp_url=_url("USERSVC_AMQP_URL", get("USERSVC_AMQP_URL"), ("amqp", "amqps")),
+            amqp_exchange=_not_empty("USERSVC_AMQP_EXCHANGE", get("USERSVC_AMQP_EXCHANGE")),
+            amqp_queue=_not_empty("USERSVC_AMQP_QUEUE", get("USERSVC_AMQP_QUEUE")),
+            log_level=_log_level("USERSVC_LOG_LEVEL", get("USERSVC_LOG_LEVEL")),
+            host=_not_empty("USERSVC_HOST", get("USERSVC_HOST")),
+            port=_port("USERSVC_PORT", get("USERSVC_PORT")),
+            log_format=_log_format("USERSVC_LOG_FORMAT", get("USERSVC_LOG_FORMAT")),
         )

@@ -21,6 +21,8 @@ from tests.api.support import (
 from usersvc.db import pool as pool_module
 from usersvc.http.app import create_app
 
+FULLNAME = {"firstname": "Petr", "lastname": "Ivanov", "middlename": None}
+
 
 @asynccontextmanager
 async def user_locked(database_url: str, user_id: str) -> AsyncIterator[None]:
@@ -49,9 +51,7 @@ async def test_beyond_the_concurrency_limit_a_request_waits_then_gets_a_503(
         # two commands in flight, both waiting for the row
         held = [
             asyncio.create_task(call(api, "delete_temporarily", {"user_id": user_id})),
-            asyncio.create_task(
-                call(api, "change_contacts", {"user_id": user_id, "email": None, "phone": None})
-            ),
+            asyncio.create_task(call(api, "change_fullname", {"user_id": user_id, **FULLNAME})),
         ]
         await asyncio.sleep(0.3)
         before = await tables()

@@ -1,7 +1,5 @@
 """§1: the wire conventions that are not one endpoint's: routing errors, oversize bodies,
-the health check, a lost database, and the OpenAPI document."""
-
-import re
+the health check and a lost database. (The OpenAPI document: test_openapi.py.)"""
 
 from aiohttp.test_utils import TestClient
 
@@ -109,49 +107,6 @@ async def test_an_unreachable_database_makes_a_command_a_503_with_retry_after(ai
     response = await client.get(f"{API}/users/00000000-0000-4000-8000-000000000000")
     await expect_error(response, 503, "service_unavailable")
     assert response.headers["Retry-After"]
-
-
-ELEVEN_PATHS = {
-    API + "/healthcheck",
-    API + "/users/create_user",
-    API + "/users/recovery-user",
-    API + "/users/delete-user-permanently",
-    API + "/users/delete-user-temporarily",
-    API + "/users/change-fullname",
-    API + "/users/change-contacts",
-    API + "/users/link-social-network",
-    API + "/users/unlink-social-network",
-    API + "/users/change-social-network-connection-reason",
-    API + "/users/{user_id}",
-}
-
-
-async def test_the_openapi_document_lists_all_eleven_paths(api: TestClient):
-    response = await api.get("/api/docs/swagger.json")
-    assert response.status == 200
-    document = await response.json(content_type=None)
-    assert isinstance(document, dict)
-    assert "openapi" in document or "swagger" in document
-    assert set(document["paths"]) >= ELEVEN_PATHS
-    methods = {path: {m.lower() for m in ops} for path, ops in document["paths"].items()}
-    assert "post" in methods[API + "/users/create_user"]
-    assert "delete" in methods[API + "/users/delete-user-permanently"]
-    assert "get" in methods[API + "/users/{user_id}"]
-
-
-async def test_the_docs_page_is_swagger_ui_served_by_the_app_itself(api: TestClient):
-    response = await api.get("/api/docs")
-    assert response.status == 200
-    assert response.content_type == "text/html"
-    page = await response.text()
-    assert "swagger-ui" in page.lower()
-    scripts = re.findall(r"<script[^>]*\bsrc=\"([^\"]+)\"", page)
-    assert scripts, page
-    for src in scripts:
-        assert not re.match(r"^(https?:)?//", src), f"{src} is not served by the app"
-        script = await api.get(src)
-        assert script.status == 200, src
-        assert len(await script.read()) > 1000, src
 
 
 async def test_a_wrong_method_on_a_command_allows_only_the_commands_method(api: TestClient):

@@ -20,6 +20,7 @@ DOMAIN_FILES = sorted(Path(usersvc.domain.__path__[0]).rglob("*.py"))
 # Top-level modules that do I/O (network, database, broker, HTTP, event loops).
 FORBIDDEN_TOP_LEVEL = {
     "aiohttp",
+    "aiohttp_apigami",
     "aiohttp_apispec",
     "aiormq",
     "aiosignal",

@@ -5,11 +5,13 @@ lock on a connection of its own, and the others wait until that session ends. Th
 leader wakes on NOTIFY (a slow poll covers a lost one), publishes a batch with its
 publisher confirms in flight together, and marks the confirmed rows, in one
 transaction that holds the batch's rows locked. Broker and database outages are
-logged and retried with capped exponential backoff; :meth:`Relay.run` ends only
-when cancelled.
+logged and retried with capped exponential backoff; :meth:`Relay.run` ends when
+cancelled, or soon after :meth:`Relay.stop`: once the batch in flight has its confirms
+and is marked (so a shutdown sends nothing twice), and one more batch has gone.
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -29,6 +31,8 @@ from pamqp.commands import Basic
 from usersvc.amqp.messages import OutboxRow, backoff_delay, settled, to_message
 from usersvc.db.pool import init_connection
 from usersvc.db.queries import Queries
+from usersvc.telemetry import metrics
+from usersvc.telemetry.tracing import fail, publish_span
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +41,27 @@ CLEANUP_SLICE = 10_000  # published rows deleted per statement
 BUSY_PAUSE = 0.05  # seconds; a batch row was locked by an erasure that commits soon
 CLOSE_TIMEOUT = 5.0
 
-# Failures of the outside world: logged briefly and retried. Anything else is a
-# bug and is logged with its traceback (and retried all the same).
+# Failures of the outside world: one WARNING when an outage begins, one INFO when it
+# ends, no traceback. Anything else is a bug and is logged with its traceback (and
+# retried all the same).
 _OUTAGES = (OSError, AMQPError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class _BrokerOutageNoise(logging.Filter):
+    """aiormq logs every failed connection attempt as an ERROR, and a dropped connection
+    with a traceback; the relay reports the outage itself, once."""
+
+    NOISE = (
+        "error when creating transport",
+        "Cancelling cause reader exited abnormally",
+        "Unexpected connection close from remote",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(self.NOISE))
+
+
+logging.getLogger("aiormq.connection").addFilter(_BrokerOutageNoise())
 
 
 @frozen
@@ -127,6 +149,8 @@ class Relay:
         self._leader = False
         self._last_error: str | None = None
         self._attempt = 0  # sessions failed in a row (each short-lived), for the backoff
+        self._outage_since: float | None = None  # loop time of the outage's first failure
+        self._stopping = asyncio.Event()
 
     def health(self) -> RelayHealth:
         return RelayHealth(
@@ -135,32 +159,60 @@ class Relay:
             last_error=self._last_error,
         )
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current batch (its confirms, its marks)."""
+        self._stopping.set()
+
     async def run(self) -> None:
-        """Relay until cancelled: connect, wait for the lead, publish; on failure back off."""
+        """Relay until stopped or cancelled: connect, wait for the lead, publish; on
+        failure back off."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping.is_set():
             started = loop.time()
             try:
                 await self._session()
             except _OUTAGES as error:
                 self._last_error = _describe(error)
-                log.warning("outbox relay: %s", self._last_error)
+                if self._outage_since is None:
+                    self._outage_since = loop.time()
+                    log.warning(
+                        "outbox relay: %s; events wait in the outbox, reconnecting",
+                        self._last_error,
+                    )
+                else:
+                    log.debug("outbox relay: still out: %s", self._last_error)
             except Exception as error:
                 self._last_error = _describe(error)
                 log.exception("outbox relay failed")
             if loop.time() - started >= self._settings.backoff_max:
                 self._attempt = 0  # a new outage, not the same one going on
+            if self._stopping.is_set():
+                break
             delay = self._backoff(self._attempt)
             self._attempt += 1
-            log.info("outbox relay: reconnecting in %.2f s", delay)
-            await asyncio.sleep(delay)
+            log.debug("outbox relay: reconnecting in %.2f s", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+        log.info("outbox relay: stopped")
+
+    def _set_connected(self, connected: bool) -> None:
+        self._connected = connected
+        metrics.RELAY_BROKER_CONNECTED.set(connected)
+
+    def _set_leader(self, leader: bool) -> None:
+        self._leader = leader
+        metrics.RELAY_LEADER.set(leader)
 
     def _backoff(self, attempt: int) -> float:
         s = self._settings
         return backoff_delay(attempt, s.backoff_initial, s.backoff_max, self._jitter())
 
     async def _session(self) -> None:
-        """One connection to each side; returns only by raising."""
+        """One connection to each side; returns only when stopping, else by raising."""
         async with AsyncExitStack() as stack:
             # Entered first, closed last: the lock is released only once this relay
             # can publish nothing more (its broker connection is closed).
@@ -170,16 +222,34 @@ class Relay:
             stack.push_async_callback(_close_broker, broker)
             channel = await broker.channel(publisher_confirms=True)
             await self._declare(channel)
-            self._connected = True
-            stack.callback(setattr, self, "_connected", False)
+            self._set_connected(True)
+            stack.callback(self._set_connected, False)
             self._last_error = None
-
+            # The outage's one INFO: with the lead, or when another relay has it.
+            again = self._outage_over()
             while not await db.fetchval(self._q.relay_try_lock):
+                if again:
+                    log.info("outbox relay: %s; another relay leads", again)
+                    again = ""
                 await self._pause(broker, self._settings.lock_retry_interval)
-            self._leader = True
-            stack.callback(setattr, self, "_leader", False)
-            log.info("outbox relay: leading (exchange %r)", self._settings.exchange)
+                if self._stopping.is_set():
+                    return
+            self._set_leader(True)
+            stack.callback(self._set_leader, False)
+            log.info(
+                "outbox relay: leading (exchange %r)%s",
+                self._settings.exchange,
+                f"; {again}" if again else "",
+            )
             await self._lead(db, channel, broker)
+
+    def _outage_over(self) -> str:
+        """ "connected again after …" when an outage just ended, else ""."""
+        if self._outage_since is None:
+            return ""
+        lasted = asyncio.get_running_loop().time() - self._outage_since
+        self._outage_since = None
+        return f"connected again after {lasted:.1f} s"
 
     async def _connect_db(self) -> asyncpg.Connection:
         connection = await asyncpg.connect(
@@ -194,6 +264,10 @@ class Relay:
                 "tcp_keepalives_idle": "15",
                 "tcp_keepalives_interval": "5",
                 "tcp_keepalives_count": "3",
+                # Marking rows published need not wait for the WAL to reach disk: a
+                # mark lost in a database crash only sends those events again, which
+                # at-least-once allows, and every batch is one fsync shorter.
+                "synchronous_commit": "off",
             },
         )
         try:
@@ -219,7 +293,7 @@ class Relay:
         """Wait ``seconds`` (less when woken); raise as soon as the broker connection drops,
         so health tells of it and the reconnection starts at once."""
         closing = broker.closing
-        waiters: set[asyncio.Future] = {closing}
+        waiters: set[asyncio.Future] = {closing, asyncio.ensure_future(self._stopping.wait())}
         if wake is not None:
             waiters.add(asyncio.ensure_future(wake.wait()))
         try:
@@ -247,7 +321,12 @@ class Relay:
                 await self._clean_up()
                 next_cleanup = loop.time() + s.cleanup_interval
             wake.clear()  # before the fetch: a commit during the batch wakes the next round
+            final = self._stopping.is_set()
             batch = await self._publish_batch(db, channel, broker)
+            if final:
+                # Fetched after the stop: it took what the requests that finished
+                # during the shutdown committed. What comes later waits for a leader.
+                return
             if batch.busy:
                 await self._pause(broker, BUSY_PAUSE)
             elif batch.problem is not None:
@@ -289,6 +368,8 @@ class Relay:
             except Exception:  # a metric's bug must not stop the events
                 log.exception("outbox relay: on_published failed")
         errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            metrics.RELAY_PUBLISH_FAILURES.inc(len(errors))
         lost = next((e for e in errors if not isinstance(e, DeliveryError)), None)
         if lost is not None:
             raise BrokerConnectionLostError(f"publishing failed: {_describe(lost)}") from lost
@@ -332,17 +413,34 @@ class Relay:
         if after is not None:
             await after  # the user's previous row: its error is this row's too, unsent
         message = to_message(row)
-        return await channel.basic_publish(
-            message.body,
-            exchange=self._settings.exchange,
-            routing_key=message.routing_key,
-            properties=message.properties,
-            mandatory=True,  # an unroutable message comes back as an error, not dropped
-            # Not waiting for each frame to reach the socket lets the batch's publishes
-            # queue up back to back (the order stays: the channel lock is taken in turn).
-            wait=False,
-            timeout=self._settings.confirm_timeout,
-        )
+        exchange = self._settings.exchange
+        # In the trace of the request that committed the event (its stored traceparent).
+        with publish_span(
+            row.headers,
+            f"publish {exchange}",
+            **{
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": exchange,
+                "messaging.rabbitmq.destination.routing_key": message.routing_key,
+                "messaging.message.id": str(row.event_id),
+                "usersvc.event.name": row.event_name,
+            },
+        ) as span:
+            confirm = await channel.basic_publish(
+                message.body,
+                exchange=exchange,
+                routing_key=message.routing_key,
+                properties=message.properties,
+                mandatory=True,  # an unroutable message comes back as an error, not dropped
+                # Not waiting for each frame to reach the socket lets the batch's publishes
+                # queue up back to back (the order stays: the channel lock is taken in turn).
+                wait=False,
+                timeout=self._settings.confirm_timeout,
+            )
+            if not isinstance(confirm, Basic.Ack):
+                fail(span, "not confirmed by the broker")
+            return confirm
 
     async def _clean_up(self) -> None:
         """Delete published rows older than the retention."""

@@ -5,6 +5,7 @@ event*. Uniqueness is the database's: a unique violation, also one lost in a
 race, becomes the contract's 409 through :data:`CONFLICTS`.
 """
 
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
@@ -25,6 +26,8 @@ from usersvc.domain.model import (
     User,
     UserStatus,
 )
+from usersvc.telemetry import metrics
+from usersvc.telemetry.tracing import child_span, sql_span
 
 type UserCommand = (
     commands.RecoverUser
@@ -66,6 +69,14 @@ CONFLICTS: Mapping[str, DomainFailure] = {
 # A transaction that PostgreSQL aborted for its own reasons runs again, this often.
 TRANSACTION_ATTEMPTS = 3
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+RETRY_REASONS = {
+    asyncpg.DeadlockDetectedError: "deadlock",
+    asyncpg.SerializationError: "serialization",
+}
+# Every reason exported from the start, at 0: a labelled counter that never counted is not
+# in /metrics at all, and the dashboard's retries panel would read "No data" instead of 0.
+for _reason in RETRY_REASONS.values():
+    metrics.DB_TRANSACTION_RETRIES.labels(_reason)
 
 
 def _linked_account(row: asyncpg.Record) -> LinkedAccount:
@@ -90,6 +101,35 @@ def _user(row: asyncpg.Record) -> User:
     )
 
 
+async def _execute(
+    connection: asyncpg.Connection, queries: Queries, name: str, *args: object
+) -> None:
+    """Run the named statement of ``sql/*.sql`` in its own span."""
+    with sql_span(name):
+        await connection.execute(queries[name], *args)
+
+
+class _Acquired:
+    """``pool.acquire()`` with the wait and the checkouts measured (a class, not an
+    ``asynccontextmanager``: it is on every request's path)."""
+
+    __slots__ = ("_acquiring", "_pool")
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        started = time.perf_counter()
+        self._acquiring = self._pool.acquire()
+        connection = await self._acquiring.__aenter__()
+        metrics.acquired(started)
+        return connection
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        metrics.released()
+        await self._acquiring.__aexit__(*exc_info)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -110,12 +150,20 @@ class Users:
         self._clock = clock
         self._new_id = new_id
 
+    def _connection(self) -> "_Acquired":
+        """A pool connection, with the wait for it and the pool's state measured."""
+        return _Acquired(self._pool)
+
     async def ping(self) -> None:
         """Raises when the database does not answer within a second or two."""
-        await self._pool.fetchval(self._q.ping, timeout=2)
+        async with self._connection() as connection:
+            with sql_span("ping"):
+                await connection.fetchval(self._q.ping, timeout=2)
 
     async def get(self, user_id: UUID) -> User | None:
-        row = await self._pool.fetchrow(self._q.load_user, user_id)
+        async with self._connection() as connection:
+            with sql_span("load_user"):
+                row = await connection.fetchrow(self._q.load_user, user_id)
         return None if row is None else _user(row)
 
     async def execute(self, command: Command, headers: Mapping[str, str] | None = None) -> Decision:
@@ -129,23 +177,30 @@ class Users:
         for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
                 return await self._execute(command, stamp, headers or {})
-            except RETRYABLE:
+            except RETRYABLE as error:
                 if attempt == TRANSACTION_ATTEMPTS:
                     raise
+                metrics.DB_TRANSACTION_RETRIES.labels(RETRY_REASONS[type(error)]).inc()
         raise AssertionError("unreachable")
 
     async def _execute(
         self, command: Command, stamp: Stamp, headers: Mapping[str, str]
     ) -> Decision:
-        if isinstance(command, commands.CreateUser):
-            decision = commands.create_user(command, stamp)
-            if isinstance(decision, Failure):
-                return decision  # nothing to ask the database
         try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                if not isinstance(command, commands.CreateUser):
+            if isinstance(command, commands.CreateUser):
+                # No user to lock, and the write is one statement, atomic on its own:
+                # no transaction block, so one round trip to PostgreSQL.
+                with child_span("decide"):
+                    decision = commands.create_user(command, stamp)
+                if isinstance(decision, Success):
+                    async with self._connection() as connection:
+                        await self._write(connection, decision.unwrap(), headers)
+                return decision
+            async with self._connection() as connection, connection.transaction():
+                with sql_span("lock_user"):
                     row = await connection.fetchrow(self._q.lock_user, command.user_id)
-                    user = None if row is None else _user(row)
+                user = None if row is None else _user(row)
+                with child_span("decide"):
                     decision = DECIDE[type(command)](user, command, stamp)
                 match decision:
                     case Success(change):
@@ -160,13 +215,25 @@ class Users:
     async def _write(
         self, connection: asyncpg.Connection, change: Change, headers: Mapping[str, str]
     ) -> None:
+        """The change and its event, in one statement of sql/commands.sql (one round trip);
+        each of those takes the event's columns first, then the change's own."""
         q, event, user = self._q, change.event, change.user
+        written = (
+            event.event_id,
+            event.event_name,
+            event.user_id,
+            event.occurred_at,
+            event.data(),
+            dict(headers),
+        )
         match event:
             case events.UserCreated():
                 assert user is not None
-                await connection.execute(
-                    q.insert_user,
-                    user.user_id,
+                await _execute(
+                    connection,
+                    q,
+                    "create_user",
+                    *written,
                     user.fullname.firstname,
                     user.fullname.lastname,
                     user.fullname.middlename,
@@ -177,32 +244,43 @@ class Users:
                 )
             case events.UserRecovered() | events.UserTemporarilyDeleted():
                 assert user is not None
-                await connection.execute(
-                    q.update_status, user.user_id, user.status.value, user.deleted_at
+                await _execute(
+                    connection, q, "change_status", *written, user.status.value, user.deleted_at
                 )
             case events.UserPermanentlyDeleted():
-                await connection.execute(q.delete_user, event.user_id)
-                await connection.execute(
-                    q.erase_personal_data, event.user_id, sorted(events.PERSONAL_FIELDS)
-                )
-            case events.FullnameChanged():
-                await connection.execute(
-                    q.update_fullname,
+                # Rare, and three statements read better than one: the row goes, the
+                # personal data of its waiting events goes, then the event is written.
+                await _execute(connection, q, "delete_user", event.user_id)
+                await _execute(
+                    connection,
+                    q,
+                    "erase_personal_data",
                     event.user_id,
+                    sorted(events.PERSONAL_FIELDS),
+                )
+                await _execute(connection, q, "insert_event", *written)
+            case events.FullnameChanged():
+                await _execute(
+                    connection,
+                    q,
+                    "change_fullname",
+                    *written,
                     event.firstname,
                     event.lastname,
                     event.middlename,
                 )
             case events.ContactsChanged():
-                await connection.execute(q.update_contacts, event.user_id, event.email, event.phone)
+                await _execute(connection, q, "change_contacts", *written, event.email, event.phone)
             case events.LinkedAccountCreated():
                 assert user is not None
                 account = user.linked_account(event.linked_account_id)
                 assert account is not None
-                await connection.execute(
-                    q.insert_linked_account,
+                await _execute(
+                    connection,
+                    q,
+                    "link_account",
+                    *written,
                     account.linked_account_id,
-                    event.user_id,
                     account.social_network.value,
                     account.connection_link.url,
                     account.connection_link.key,
@@ -210,19 +288,15 @@ class Users:
                     account.connected_at,
                 )
             case events.LinkedAccountDeleted():
-                await connection.execute(q.delete_linked_account, event.linked_account_id)
+                await _execute(connection, q, "unlink_account", *written, event.linked_account_id)
             case events.ConnectionReasonChanged():
-                await connection.execute(
-                    q.update_connected_for, event.linked_account_id, event.connected_for
+                await _execute(
+                    connection,
+                    q,
+                    "change_connected_for",
+                    *written,
+                    event.linked_account_id,
+                    event.connected_for,
                 )
             case _:
                 raise TypeError(f"no write for {event.event_name}")
-        await connection.execute(
-            q.insert_event,
-            event.event_id,
-            event.event_name,
-            event.user_id,
-            event.occurred_at,
-            event.data(),
-            dict(headers),
-        )

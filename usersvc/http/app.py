@@ -5,30 +5,36 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 from aiohttp import web
-from aiohttp_apispec import docs, request_schema, setup_aiohttp_apispec
+from aiohttp_apigami import request_schema
+from attrs import frozen
 
 from usersvc.amqp import Relay, RelaySettings
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.users import Users
 from usersvc.domain import failures as F  # noqa: N812 - reads as a table of failure names
-from usersvc.http import schemas
-from usersvc.http.failures import FAILURES
+from usersvc.http import openapi, schemas
 from usersvc.http.handlers import (
     POOL,
     QUERIES,
     RELAY,
     USERS,
+    Handler,
     command_handler,
     get_user,
     healthcheck,
 )
 from usersvc.http.middleware import envelopes
+from usersvc.http.openapi import documented, responses
 from usersvc.http.overload import DEFAULT_LIMIT, DEFAULT_WAIT, overload_limit
+from usersvc.telemetry import metrics
+from usersvc.telemetry.middleware import telemetry
 
 API = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
+RELAY_CLOSE_SECONDS = 10.0  # beyond the confirm timeout, to close its connections
 # How the server runs the app (``web.run_app``/``AppRunner`` keywords). A connection
 # that has not sent a whole request's headers within the keep-alive timeout is
 # closed, so a client trickling its headers holds nothing for long (its body has
@@ -38,51 +44,70 @@ SERVER_OPTIONS = {"keepalive_timeout": 10.0, "lingering_time": 2.0}
 
 type Context = Callable[[web.Application], AsyncIterator[None]]
 
-# Commands: method, path, body, summary, and the failures it may answer (contract §3).
-COMMANDS: tuple[tuple[str, str, type[schemas.Body], str, tuple[type, ...]], ...] = (
-    (
+
+@frozen
+class Command:
+    """A command's route and what its documentation says of it (contract §3)."""
+
+    operation_id: str  # the contract's name for it, and the generated clients'
+    method: str
+    path: str
+    body: type[schemas.Body]
+    summary: str
+    failures: tuple[type, ...]  # the domain failures it may answer, in the contract's order
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "create_user",
         "POST",
         "/users/create_user",
         schemas.CreateUserBody,
         "Create a user",
         (F.InvalidFullname, F.InvalidContacts, F.UserAlreadyExists),
     ),
-    (
+    Command(
+        "recover_user",
         "PUT",
         "/users/recovery-user",
         schemas.RecoverUserBody,
         "Recover a temporarily deleted user",
         (F.UserNotFound, F.UserAlreadyActive),
     ),
-    (
+    Command(
+        "delete_user_permanently",
         "DELETE",
         "/users/delete-user-permanently",
         schemas.DeleteUserPermanentlyBody,
-        "Delete a user and their linked accounts for good",
+        "Delete a user and their linked accounts for good (any status)",
         (F.UserNotFound,),
     ),
-    (
+    Command(
+        "delete_user_temporarily",
         "DELETE",
         "/users/delete-user-temporarily",
         schemas.DeleteUserTemporarilyBody,
         "Delete a user until recovered",
         (F.UserNotFound, F.UserAlreadyDeleted),
     ),
-    (
+    Command(
+        "change_fullname",
         "PUT",
         "/users/change-fullname",
         schemas.ChangeFullnameBody,
         "Change the fullname",
         (F.UserNotFound, F.UserDeleted, F.InvalidFullname),
     ),
-    (
+    Command(
+        "change_contacts",
         "PUT",
         "/users/change-contacts",
         schemas.ChangeContactsBody,
-        "Replace email and phone (null clears)",
+        "Replace email and phone (null clears; at least one stays)",
         (F.UserNotFound, F.UserDeleted, F.InvalidContacts, F.UserAlreadyExists),
     ),
-    (
+    Command(
+        "link_social_network",
         "POST",
         "/users/link-social-network",
         schemas.LinkSocialNetworkBody,
@@ -95,69 +120,98 @@ COMMANDS: tuple[tuple[str, str, type[schemas.Body], str, tuple[type, ...]], ...]
             F.LinkedAccountAlreadyExists,
         ),
     ),
-    (
+    Command(
+        "unlink_social_network",
         "DELETE",
         "/users/unlink-social-network",
         schemas.UnlinkSocialNetworkBody,
         "Unlink a social-network account",
         (F.UserNotFound, F.UserDeleted, F.LinkedAccountNotFound),
     ),
-    (
+    Command(
+        "change_social_network_connection_reason",
         "PUT",
         "/users/change-social-network-connection-reason",
         schemas.ChangeConnectionReasonBody,
-        "Change why an account is linked",
+        "Change why an account is linked (connected_for)",
         (F.UserNotFound, F.UserDeleted, F.LinkedAccountNotFound, F.InvalidConnectionReason),
     ),
 )
 CREATES = (schemas.CreateUserBody, schemas.LinkSocialNetworkBody)
+CHECKS = (
+    "Checks, in order: the body (422 `detail`), the user exists (404), "
+    "the user's status (400), then the command's own rules (409, 422, 404)."
+)
+CREATE_CHECKS = (
+    "Checks, in order: the body (422 `detail`), the fullname and contact rules "
+    "(422 envelope), then that no other user has the email or phone (409)."
+)
 
 # GET /users/{user_id}, where {user_id} is anything but a command's name: a wrong method
 # on a command is then a 405 whose Allow names that command's method only (not GET),
 # while any other text still reaches the handler and its 422 for a malformed UUID.
 _COMMAND_NAMES = "|".join(
-    re.escape(path.removeprefix("/users/"))
-    for _, path, *_ in COMMANDS
-    if path.startswith("/users/")
+    re.escape(command.path.removeprefix("/users/"))
+    for command in COMMANDS
+    if command.path.startswith("/users/")
 )
 USER_PATH = f"/users/{{user_id:(?!(?:{_COMMAND_NAMES})$)[^/]+}}"
 
 
-def _responses(success: tuple[int, str], failures: tuple[type, ...]) -> dict[int, dict[str, str]]:
-    """An endpoint's OpenAPI responses, written from the one failure table."""
-    described: dict[int, list[str]] = {422: ["request validation: a `detail` list"]}
-    for failure in failures:
-        info = FAILURES[failure]
-        described.setdefault(info.status, []).append(f"`{info.code}`: {info.message}")
-    status, text = success
-    return {status: {"description": text}} | {
-        code: {"description": "; ".join(texts)} for code, texts in sorted(described.items())
-    }
+def _own(handler: Handler) -> Handler:
+    """A handler of this app's own: the documentation decorators write onto the function,
+    and every app (tests make many) writes its document afresh."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await handler(request)
+
+    return handle
 
 
 def add_routes(app: web.Application) -> None:
-    for method, path, body, summary, failures in COMMANDS:
-        success = (201, "the new id") if body in CREATES else (200, "done")
-        described = docs(tags=["users"], summary=summary, responses=_responses(success, failures))
-        handler = described(request_schema(body, required=True)(command_handler(body())))
-        app.router.add_route(method, API + path, handler)
-    user_docs = docs(
+    for command in COMMANDS:
+        if command.body in CREATES:
+            success = (201, schemas.CREATED, "created: `result` is the new id")
+        else:
+            success = (200, schemas.DONE, "done: `result` is null")
+        handler = request_schema(command.body, required=True)(command_handler(command.body()))
+        handler = documented(
+            handler,
+            tags=["users"],
+            summary=command.summary,
+            description=CHECKS if command.operation_id != "create_user" else CREATE_CHECKS,
+            operation_id=command.operation_id,
+            responses=responses(command.operation_id, success, command.failures, body=True),
+        )
+        app.router.add_route(command.method, API + command.path, handler)
+    user = request_schema(schemas.UserPath, location="match_info")(_own(get_user))
+    user = documented(
+        user,
         tags=["users"],
-        summary="A user, every field",
-        responses=_responses((200, "the user"), (F.UserNotFound,)),
+        summary="A user, every field (also while temporarily deleted)",
+        operation_id="get_user",
+        responses=responses(
+            "get_user", (200, schemas.USER_FOUND, "the user"), (F.UserNotFound,), body=False
+        ),
     )
-    app.router.add_get(API + USER_PATH, user_docs(get_user))
-    health_docs = docs(
+    # No HEAD beside GET: the contract has none, and the document lists only the contract.
+    app.router.add_get(API + USER_PATH, user, allow_head=False)
+    health = documented(
+        _own(healthcheck),
         tags=["health"],
-        summary="Is the service up",
-        responses={200: {"description": "OK"}, 503: {"description": "database unreachable"}},
+        summary="Is the service up: 200 while the database answers, else 503",
+        operation_id="healthcheck",
+        responses=responses(
+            "healthcheck", (200, schemas.HEALTHY, "the service is up"), (), body=False
+        ),
     )
-    app.router.add_post(API + "/healthcheck", health_docs(healthcheck))
+    app.router.add_post(API + "/healthcheck", health)
 
 
 def _database(database_url: str, pool_min_size: int) -> Context:
     async def context(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(database_url, min_size=pool_min_size)
+        metrics.track_pool(pool)
         app[POOL] = pool
         app[USERS] = Users(pool, app[QUERIES])
         yield
@@ -170,15 +224,30 @@ def _relay(database_url: str, settings: RelaySettings) -> Context:
     """The outbox relay beside the API; it stops before the pool closes."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        relay = Relay(app[POOL], database_url, app[QUERIES], settings)
+        relay = Relay(
+            app[POOL], database_url, app[QUERIES], settings, on_published=metrics.published
+        )
         app[RELAY] = relay
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # After its current confirms (bounded): rows published but not yet marked
+        # would be sent again by the next leader.
+        relay.stop()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, settings.confirm_timeout + RELAY_CLOSE_SECONDS)
 
     return context
+
+
+async def _outbox_stats(request: web.Request) -> tuple[int, float] | None:
+    """Backlog and oldest age for ``/metrics``; None while the database does not answer."""
+    app = request.app
+    try:
+        async with asyncio.timeout(2):  # the wait for a connection too
+            row = await app[POOL].fetchrow(app[QUERIES].relay_outbox_stats)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return None
+    return row["backlog"], row["oldest_age"]
 
 
 def create_app(
@@ -191,22 +260,19 @@ def create_app(
 ) -> web.Application:
     """The API; with ``relay`` settings the outbox relay runs in this process too.
     At most ``max_concurrency`` requests run at once; others wait up to ``queue_wait``
-    seconds, then get 503."""
-    overload = overload_limit(max_concurrency, queue_wait, frozenset({API + "/healthcheck"}))
-    app = web.Application(middlewares=[envelopes, overload], client_max_size=MAX_BODY_BYTES)
+    seconds, then get 503 (the health check and /metrics never wait)."""
+    overload = overload_limit(
+        max_concurrency, queue_wait, frozenset({API + "/healthcheck", "/metrics"})
+    )
+    # The telemetry middleware outside the envelopes: it sees the status the client gets.
+    app = web.Application(
+        middlewares=[telemetry, envelopes, overload], client_max_size=MAX_BODY_BYTES
+    )
     app[QUERIES] = load()
+    app.router.add_get("/metrics", metrics.metrics_handler(_outbox_stats))
     app.cleanup_ctx.append(_database(database_url, pool_min_size))
     if relay is not None:
         app.cleanup_ctx.append(_relay(database_url, relay))
     add_routes(app)
-    # Swagger 2.0: the library writes request bodies in that version's form.
-    setup_aiohttp_apispec(
-        app,
-        title="usersvc",
-        version="1",
-        url="/api/docs/swagger.json",
-        swagger_path="/api/docs",
-        static_path="/api/docs/static",
-        in_place=True,
-    )
+    openapi.setup(app)
     return app

@@ -1,4 +1,9 @@
-"""The one table from domain failures to HTTP status, contract code and message."""
+"""The one table of every error answer: HTTP status, contract code and message.
+
+Domain failures (by type) and the shell's own answers (routing, body size, media
+type, an unavailable database, a bug) are both here; the handlers and the
+middleware answer from it, and the OpenAPI document is written from it.
+"""
 
 from collections.abc import Mapping
 
@@ -34,6 +39,34 @@ FAILURES: Mapping[type, ErrorInfo] = {
         409, "linked_account_already_exists", "Linked account already exists"
     ),
     f.LinkedAccountNotFound: ErrorInfo(404, "linked_account_not_found", "Linked account not found"),
+}
+
+
+# The shell's answers: what no domain rule decides.
+NOT_FOUND = ErrorInfo(404, "not_found", "Not found")
+METHOD_NOT_ALLOWED = ErrorInfo(405, "method_not_allowed", "Method not allowed")
+REQUEST_TIMEOUT = ErrorInfo(408, "request_timeout", "The request body came too slowly")
+PAYLOAD_TOO_LARGE = ErrorInfo(413, "payload_too_large", "Request body is larger than 1 MiB")
+UNSUPPORTED_MEDIA_TYPE = ErrorInfo(
+    415, "unsupported_media_type", "Request body must be JSON (application/json or +json)"
+)
+INTERNAL_ERROR = ErrorInfo(500, "internal_error", "Internal server error")
+SERVICE_UNAVAILABLE = ErrorInfo(
+    503, "service_unavailable", "The database is unavailable, try again later"
+)
+# The same code as a lost database: either way the client waits Retry-After and retries.
+OVERLOADED = ErrorInfo(503, "service_unavailable", "The service is busy, try again later")
+
+# Answered to any request (by the middleware) and for every route (by aiohttp).
+HTTP_ERRORS: Mapping[int, ErrorInfo] = {
+    e.status: e
+    for e in (
+        NOT_FOUND,
+        METHOD_NOT_ALLOWED,
+        REQUEST_TIMEOUT,
+        PAYLOAD_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+    )
 }
 
 

@@ -1,7 +1,8 @@
 """The endpoints (§3): read the body into a command, run it, answer in an envelope."""
 
+import functools
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 import asyncpg
@@ -20,28 +21,15 @@ from usersvc.http.presenters import present_user
 from usersvc.http.responses import error, invalid, success
 from usersvc.http.schemas import Body, UserPath
 from usersvc.http.validation import load, read_body
+from usersvc.telemetry import metrics
+from usersvc.telemetry.tracing import trace_headers
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 QUERIES = web.AppKey("queries", Queries)
 USERS = web.AppKey("users", Users)
 RELAY = web.AppKey("relay", Relay)
 
-# W3C trace context travels from the request into the event's message headers;
-# only well-formed values go on, so a hostile header never reaches the broker.
-TRACE_HEADERS = {
-    "traceparent": re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"),
-    "tracestate": re.compile(r"[\x20-\x7e]{1,512}"),
-}
-
 type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _trace_headers(request: web.Request) -> Mapping[str, str]:
-    return {
-        name: value
-        for name, pattern in TRACE_HEADERS.items()
-        if (value := request.headers.get(name)) is not None and pattern.fullmatch(value)
-    }
 
 
 def _created_id(event: events.Event) -> UUID | None:
@@ -70,6 +58,18 @@ def render(decision: Decision) -> web.Response:
     return unwrap_or_failure(decision.map(_done).alt(failed))
 
 
+@functools.cache
+def _command_name(kind: type) -> str:
+    """``ChangeFullname`` -> ``change_fullname``, the name the metrics use."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()
+
+
+def count_command(command: object, decision: Decision) -> None:
+    """The domain-outcome counter: ``ok`` or the failure's contract code."""
+    outcome = "ok" if is_successful(decision) else describe(decision.failure())[0].code
+    metrics.count_command(_command_name(type(command)), outcome)
+
+
 def command_handler(schema: Body) -> Handler:
     """One handler shape for every command; only the body schema differs."""
 
@@ -78,7 +78,10 @@ def command_handler(schema: Body) -> Handler:
         if not is_successful(command):
             return invalid(command.failure())
         users = request.app[USERS]
-        return render(await users.execute(command.unwrap(), _trace_headers(request)))
+        decided = command.unwrap()
+        decision = await users.execute(decided, trace_headers(request.headers))
+        count_command(decided, decision)
+        return render(decision)
 
     return handle
 
@@ -87,10 +90,16 @@ _user_path = UserPath()
 
 
 async def get_user(request: web.Request) -> web.Response:
-    path = load(_user_path, dict(request.match_info), "path")
-    if not is_successful(path):
-        return invalid(path.failure())
-    user_id = path.unwrap()["user_id"]
+    raw = request.match_info["user_id"]
+    try:
+        # What the schema's Uuid field does with a string, without a schema load per
+        # request; the schema still judges (and words) whatever this refuses.
+        user_id = UUID(raw)
+    except ValueError:
+        path = load(_user_path, {"user_id": raw}, "path")
+        if not is_successful(path):
+            return invalid(path.failure())
+        user_id = path.unwrap()["user_id"]
     user = await request.app[USERS].get(user_id)
     shown = existing(user, user_id).map(lambda found: success(present_user(found)))
     return unwrap_or_failure(shown.alt(failed))

@@ -6,18 +6,10 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from aiohttp import web
 
-from usersvc.http.responses import error
+from usersvc.http.failures import HTTP_ERRORS, INTERNAL_ERROR, SERVICE_UNAVAILABLE
+from usersvc.http.responses import answer, error
 
 log = logging.getLogger(__name__)
-
-# What aiohttp raises itself, as contract codes.
-HTTP_CODES = {
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    408: ("request_timeout", "The request body came too slowly"),
-    413: ("payload_too_large", "Request body is larger than 1 MiB"),
-    415: ("unsupported_media_type", "The body must be JSON (Content-Type: application/json)"),
-}
 
 # The database is down, restarting, out of connections, too slow, or the connection
 # broke under a request (at acquire, a statement, commit, rollback or release: asyncpg
@@ -46,10 +38,6 @@ NOT_UNAVAILABLE = (
 RETRY_AFTER_SECONDS = "5"
 
 
-def unavailable(message: str, retry_after: str = RETRY_AFTER_SECONDS) -> web.Response:
-    return error(503, "service_unavailable", message, {"Retry-After": retry_after})
-
-
 type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -60,15 +48,16 @@ async def envelopes(request: web.Request, handler: Handler) -> web.StreamRespons
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code, message = HTTP_CODES.get(exc.status, ("http_error", exc.reason))
+        known = HTTP_ERRORS.get(exc.status)
+        code, message = (known.code, known.message) if known else ("http_error", exc.reason)
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error(exc.status, code, message, headers)
     except NOT_UNAVAILABLE:
         log.exception("unexpected error", extra={"path": request.path})
-        return error(500, "internal_error", "Internal server error")
+        return answer(INTERNAL_ERROR)
     except DATABASE_UNAVAILABLE as exc:
         log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-        return unavailable("The database is unavailable, try again later")
+        return answer(SERVICE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
-        return error(500, "internal_error", "Internal server error")
+        return answer(INTERNAL_ERROR)

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from usersvc.http.middleware import unavailable
+from usersvc.http.failures import OVERLOADED
+from usersvc.http.responses import answer
 
 DEFAULT_LIMIT = 64  # in flight per worker; the pool's 10 connections serve them in turn
 DEFAULT_WAIT = 2.0  # seconds a request may queue before it is refused
@@ -35,9 +36,7 @@ def overload_limit(
                 async with asyncio.timeout(wait):
                     await slots.acquire()
             except TimeoutError:
-                return unavailable(
-                    "The service is overloaded, try again later", RETRY_AFTER_SECONDS
-                )
+                return answer(OVERLOADED, {"Retry-After": RETRY_AFTER_SECONDS})
         else:
             await slots.acquire()
         try:

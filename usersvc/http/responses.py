@@ -4,6 +4,7 @@ from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
+from usersvc.http.failures import ErrorInfo
 from usersvc.serialization import dumps
 
 
@@ -28,6 +29,11 @@ def error(
         status,
         headers,
     )
+
+
+def answer(info: ErrorInfo, headers: Mapping[str, str] | None = None) -> web.Response:
+    """An error envelope straight from the failure table."""
+    return error(info.status, info.code, info.message, headers)
 
 
 def invalid(detail: Sequence[Mapping[str, object]]) -> web.Response:

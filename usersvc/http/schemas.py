@@ -1,18 +1,24 @@
-"""Request bodies as marshmallow schemas: they check types, build the domain's
-command records, and feed the OpenAPI document (aiohttp-apispec).
+"""Request bodies and response envelopes as marshmallow schemas.
 
-Only types are checked here; value rules (names, contacts, links) are the domain's.
-Each field's error messages are the FastAPI wording of the contract, and
-:data:`ERROR_TYPES` gives each message its contract ``type``.
+The bodies check types, build the domain's command records, and feed the OpenAPI
+document (aiohttp-apigami). Only types are checked here; value rules (names,
+contacts, links) are the domain's. Each field's error messages are the FastAPI
+wording of the contract, and :data:`ERROR_TYPES` gives each message its contract
+``type``.
+
+The response schemas only describe: the handlers write the envelopes
+(``responses.py``), and the error envelopes' ``code`` enums come from the one
+failure table.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from marshmallow import EXCLUDE, Schema, fields, post_load
+from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
 from usersvc.domain import commands
-from usersvc.domain.model import SocialNetwork
+from usersvc.domain.model import SocialNetwork, UserStatus
+from usersvc.http.failures import ErrorInfo
 
 MISSING = "Field required"
 STRING = "Input should be a valid string"
@@ -80,7 +86,8 @@ class Network(fields.Enum):
     }
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(SocialNetwork, by_value=True, **kwargs)
+        # By a string value, so the document says the enum's type.
+        super().__init__(SocialNetwork, by_value=fields.String, **kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, str):
@@ -108,17 +115,36 @@ class Body(Schema):
         return self.command(**data)
 
 
+# What the document says of each field; the rules themselves are the domain's.
+PHONE = {
+    "format": "int64",
+    "description": "E.164 digits with the country code, no '+'; null: none",
+    "example": 79161234567,
+}
+EMAIL = {"format": "email", "description": "null: none", "example": "ivan@example.com"}
+NAME = {"description": "trimmed; 1..100 characters, no control characters"}
+MIDDLENAME = {"description": 'as a name; null or "" (after trimming): none'}
+USER_ID = {"example": "3fa85f64-5717-4562-b3fc-2c963f66afa6"}
+LINKED_ACCOUNT_ID = {"example": "6f1c1e4b-58c4-4b8e-9c43-1f0f0a9a7d21"}
+LINK = {
+    "description": "an http(s) link whose host is the network's (or a subdomain); "
+    "https:// is added when it has no scheme; at most 2048 characters",
+    "example": "https://vk.com/durov",
+}
+REASON = {"description": "why the account is linked; at most 500 characters", "example": "login"}
+
+
 class CreateUserBody(Body):
     command = commands.CreateUser
-    phone = _required(Int, nullable=True, metadata={"example": 79161234567})
-    email = _required(Str, nullable=True, metadata={"example": "ivan@example.com"})
-    firstname = _required(Str, metadata={"example": "Ivan"})
-    lastname = _required(Str, metadata={"example": "Petrov"})
-    middlename = _required(Str, nullable=True, metadata={"example": "Sergeevich"})
+    phone = _required(Int, nullable=True, metadata=PHONE)
+    email = _required(Str, nullable=True, metadata=EMAIL)
+    firstname = _required(Str, metadata=NAME | {"example": "Ivan"})
+    lastname = _required(Str, metadata=NAME | {"example": "Petrov"})
+    middlename = _required(Str, nullable=True, metadata=MIDDLENAME | {"example": "Sergeevich"})
 
 
 class UserIdBody(Body):
-    user_id = _required(Uuid)
+    user_id = _required(Uuid, metadata=USER_ID)
 
 
 class RecoverUserBody(UserIdBody):
@@ -135,34 +161,165 @@ class DeleteUserPermanentlyBody(UserIdBody):
 
 class ChangeFullnameBody(UserIdBody):
     command = commands.ChangeFullname
-    firstname = _required(Str)
-    lastname = _required(Str)
-    middlename = _required(Str, nullable=True)
+    firstname = _required(Str, metadata=NAME | {"example": "Ivan"})
+    lastname = _required(Str, metadata=NAME | {"example": "Sidorov"})
+    middlename = _required(Str, nullable=True, metadata=MIDDLENAME | {"example": None})
 
 
 class ChangeContactsBody(UserIdBody):
+    """A full replacement: null clears; at least one of the two must stay set."""
+
     command = commands.ChangeContacts
-    email = _required(Str, nullable=True)
-    phone = _required(Int, nullable=True)
+    email = _required(Str, nullable=True, metadata=EMAIL)
+    phone = _required(Int, nullable=True, metadata=PHONE)
 
 
 class LinkSocialNetworkBody(UserIdBody):
     command = commands.LinkSocialNetwork
-    social_network = _required(Network)
-    connection_link = _required(Str, metadata={"example": "https://vk.com/durov"})
-    connected_for = _required(Str, nullable=True)
+    social_network = _required(Network, metadata={"example": "vk"})
+    connection_link = _required(Str, metadata=LINK)
+    connected_for = _required(Str, nullable=True, metadata=REASON)
 
 
 class UnlinkSocialNetworkBody(UserIdBody):
     command = commands.UnlinkSocialNetwork
-    linked_account_id = _required(Uuid)
+    linked_account_id = _required(Uuid, metadata=LINKED_ACCOUNT_ID)
 
 
 class ChangeConnectionReasonBody(UserIdBody):
     command = commands.ChangeConnectionReason
-    linked_account_id = _required(Uuid)
-    reason = _required(Str, nullable=True)
+    linked_account_id = _required(Uuid, metadata=LINKED_ACCOUNT_ID)
+    reason = _required(Str, nullable=True, metadata=REASON | {"example": "notifications"})
 
 
 class UserPath(Schema):
-    user_id = _required(Uuid)
+    user_id = _required(Uuid, metadata=USER_ID)
+
+
+# --- Responses (described here, written by responses.py) ---------------------------------
+
+
+class Out(Schema):
+    """A response: the document allows keys it does not list, so a field added later
+    breaks no client that validates what it reads."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+def _out(field: type[fields.Field], *, nullable: bool = False, **kw: Any) -> fields.Field:
+    """A response field: always present, ``null`` only where the contract says so."""
+    return field(required=True, allow_none=nullable, **kw)
+
+
+class LinkedAccountSchema(Out):
+    linked_account_id = _out(fields.UUID)
+    social_network = _out(fields.Enum, enum=SocialNetwork, by_value=fields.String)
+    connection_link = _out(fields.String, metadata={"format": "uri", **LINK})
+    connected_for = _out(fields.String, nullable=True, metadata=REASON)
+    connected_at = _out(fields.DateTime)
+
+
+class UserSchema(Out):
+    user_id = _out(fields.UUID)
+    status = _out(
+        fields.Enum,
+        enum=UserStatus,
+        by_value=fields.String,
+        metadata={"description": "deleted: temporarily, until recovered"},
+    )
+    created_at = _out(fields.DateTime)
+    deleted_at = _out(
+        fields.DateTime, nullable=True, metadata={"description": "null unless deleted"}
+    )
+    firstname = _out(fields.String, metadata={"example": "Ivan"})
+    lastname = _out(fields.String, metadata={"example": "Petrov"})
+    middlename = _out(fields.String, nullable=True, metadata={"example": "Sergeevich"})
+    email = _out(fields.String, nullable=True, metadata=EMAIL)
+    phone = _out(fields.Integer, nullable=True, metadata=PHONE)
+    linked_accounts = _out(
+        fields.List,
+        cls_or_instance=fields.Nested(LinkedAccountSchema),
+        metadata={"description": "oldest connection first"},
+    )
+
+
+class HealthSchema(Out):
+    """What the health check knows; the relay's part only where the relay runs."""
+
+    status = _out(fields.String, validate=validate.OneOf(["OK"]))
+    database = _out(fields.String, validate=validate.OneOf(["up"]))
+    broker = fields.String(validate=validate.OneOf(["connected", "disconnected"]))
+    outbox_backlog = fields.Integer(
+        metadata={"description": "events committed, not yet confirmed by the broker"}
+    )
+    relay_leader = fields.Boolean(
+        metadata={"description": "this process's relay is the one publishing"}
+    )
+    relay_last_error = fields.String(allow_none=True)
+
+
+def _status(status: int) -> fields.Field:
+    return _out(fields.Integer, metadata={"description": "the HTTP status", "example": status})
+
+
+def _success(name: str, status: int, result: fields.Field) -> type[Schema]:
+    return Out.from_dict({"status": _status(status), "result": result}, name=name)
+
+
+# ``null`` and nothing else: OpenAPI 3.0 has no null type, so a nullable enum of null.
+_NULL = fields.Raw(required=True, allow_none=True, metadata={"enum": [None], "nullable": True})
+
+DONE = _success("Done", 200, _NULL)
+CREATED = _success(
+    "Created", 201, _out(fields.UUID, metadata={"description": "the new id", **USER_ID})
+)
+USER_FOUND = _success("UserFound", 200, _out(fields.Nested, nested=UserSchema))
+HEALTHY = _success("Healthy", 200, _out(fields.Nested, nested=HealthSchema))
+
+
+class ValidationIssueSchema(Out):
+    loc = _out(
+        fields.List,
+        cls_or_instance=fields.Raw(metadata={"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+        metadata={"example": ["body", "phone"], "description": "body, path or query, then keys"},
+    )
+    msg = _out(fields.String, metadata={"example": "Input should be a valid integer"})
+    type = _out(fields.String, metadata={"example": "int_type"})
+
+
+class ValidationErrorSchema(Out):
+    """422 in FastAPI's shape: every problem of the request at once."""
+
+    detail = _out(fields.List, cls_or_instance=fields.Nested(ValidationIssueSchema))
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def error_envelope(operation_id: str, answers: Iterable[ErrorInfo]) -> type[Schema]:
+    """The error envelope of one operation, its ``code`` an enum of what it can answer."""
+    codes = sorted({answer.code for answer in answers})
+    name = _camel(operation_id)
+    data = Out.from_dict(
+        {
+            "message": _out(fields.String, metadata={"description": "a human sentence"}),
+            "code": _out(fields.String, validate=validate.OneOf(codes)),
+        },
+        name=f"{name}ErrorData",
+    )
+    error = Out.from_dict(
+        {
+            "title": _out(fields.String, metadata={"example": "Error occurred"}),
+            "data": _out(fields.Nested, nested=data),
+        },
+        name=f"{name}ErrorBody",
+    )
+    return Out.from_dict(
+        {
+            "status": _out(fields.Integer, metadata={"description": "the HTTP status"}),
+            "error": _out(fields.Nested, nested=error),
+        },
+        name=f"{name}Error",
+    )

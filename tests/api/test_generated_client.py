@@ -1,0 +1,340 @@
+"""A client generated from the served document by openapi-python-client drives a user's
+whole lifecycle against the real app on a real port and the real database: every
+operation answers with a parsed, typed result, every domain failure with a parsed
+error envelope carrying its code.
+
+The client is generated once per session (about a second) into a temporary folder.
+"""
+
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from uuid import UUID, uuid4
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from usersvc.http.app import create_app
+from usersvc.http.failures import FAILURES
+
+PACKAGE = "usersvc_client"
+GENERATOR = Path(sys.executable).parent / "openapi-python-client"
+CONFIG = {
+    "project_name_override": "usersvc-client",
+    "package_name_override": PACKAGE,
+    "post_hooks": [],  # no formatting of the generated code: only imported here
+}
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nope"
+
+
+@pytest.fixture(scope="session")
+def generate_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable]:
+    """``generate_client(document)``: the generated package, imported; made once."""
+    folder = tmp_path_factory.mktemp("generated-client")
+    made: dict[str, ModuleType] = {}
+
+    def generate(document: dict[str, Any]) -> ModuleType:
+        text = json.dumps(document, sort_keys=True)
+        if made:
+            ((made_from, module),) = made.items()
+            assert made_from == text, "the served document changed within one test run"
+            return module
+        (folder / "openapi.json").write_text(text)
+        (folder / "config.json").write_text(json.dumps(CONFIG))
+        run = subprocess.run(
+            [
+                str(GENERATOR),
+                "generate",
+                "--path",
+                str(folder / "openapi.json"),
+                "--config",
+                str(folder / "config.json"),
+                "--meta",
+                "none",
+                "--output-path",
+                str(folder / PACKAGE),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        # The generator warns on what it could not turn into code; there must be nothing.
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "Warning" not in run.stdout + run.stderr, run.stdout + run.stderr
+        sys.path.insert(0, str(folder))
+        made[text] = importlib.import_module(PACKAGE)
+        return made[text]
+
+    yield generate
+    if made:
+        sys.path.remove(str(folder))
+        for name in [n for n in sys.modules if n == PACKAGE or n.startswith(f"{PACKAGE}.")]:
+            del sys.modules[name]
+
+
+async def _served_document(server: TestServer) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.make_url("/api/docs/openapi.json")) as response,
+    ):
+        assert response.status == 200
+        return await response.json()
+
+
+@pytest.fixture
+async def server(aiohttp_server, database_url: str) -> TestServer:
+    return await aiohttp_server(create_app(database_url))
+
+
+@pytest.fixture
+async def generated(server: TestServer, generate_client: Callable) -> ModuleType:
+    return generate_client(await _served_document(server))
+
+
+class Lifecycle:
+    """The generated package, its client on the server, and the codes seen so far."""
+
+    def __init__(self, package: ModuleType, base_url: str) -> None:
+        self.models = importlib.import_module(f"{PACKAGE}.models")
+        self.healthcheck = importlib.import_module(f"{PACKAGE}.api.health.healthcheck")
+        self.client = package.Client(base_url=base_url, raise_on_unexpected_status=True)
+        self.codes: set[str] = set()
+
+    def operation(self, name: str) -> ModuleType:
+        return importlib.import_module(f"{PACKAGE}.api.users.{name}")
+
+    async def ok(self, name: str, status: int, **kwargs: Any) -> Any:
+        response = await self.operation(name).asyncio_detailed(client=self.client, **kwargs)
+        assert response.status_code == status, response.content
+        parsed = response.parsed
+        assert parsed.status == status
+        return parsed
+
+    async def fails(self, name: str, status: int, code: str, **kwargs: Any) -> Any:
+        """The parsed error envelope of ``name`` (its own class), with this code."""
+        response = await self.operation(name).asyncio_detailed(client=self.client, **kwargs)
+        assert response.status_code == status, response.content
+        parsed = response.parsed
+        envelope = getattr(self.models, f"{_camel(name)}Error")
+        assert isinstance(parsed, envelope), parsed
+        assert parsed.status == status
+        assert parsed.error.title == "Error occurred"
+        assert parsed.error.data.code.value == code  # a member of the operation's code enum
+        assert parsed.error.data.message
+        self.codes.add(code)
+        return parsed
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+async def test_a_generated_client_drives_the_whole_lifecycle(
+    server: TestServer, generated: ModuleType
+):
+    life = Lifecycle(generated, str(server.make_url("")))
+    m = life.models
+    async with life.client:
+        health = await life.healthcheck.asyncio(client=life.client)
+        assert isinstance(health, m.Healthy)
+        assert health.result.status.value == "OK"
+
+        body = m.CreateUserBody(
+            phone=79161234501,
+            email="Generated.Client@Example.COM",
+            firstname="Ivan",
+            lastname="Petrov",
+            middlename=None,
+        )
+        created = await life.ok("create_user", 201, body=body)
+        assert isinstance(created, m.Created)
+        assert isinstance(created.result, UUID)
+        user_id = created.result
+
+        found = await life.ok("get_user", 200, user_id=user_id)
+        assert isinstance(found, m.UserFound)
+        user = found.result
+        assert isinstance(user, m.User)
+        assert user.user_id == user_id
+        assert user.status == m.UserStatus.ACTIVE
+        assert isinstance(user.created_at, datetime)
+        assert user.created_at.tzinfo is not None
+        assert user.deleted_at is None
+        assert user.email == "Generated.Client@example.com"  # the domain lower-cased
+        assert user.phone == 79161234501
+        assert user.middlename is None
+        assert user.linked_accounts == []
+
+        # create_user's failures
+        await life.fails("create_user", 409, "user_already_exists", body=body)
+        bad_email = m.CreateUserBody(
+            phone=None, email="not an email", firstname="A", lastname="B", middlename=None
+        )
+        await life.fails("create_user", 422, "invalid_contacts", body=bad_email)
+        blank = m.CreateUserBody(
+            phone=79161234502, email=None, firstname="  ", lastname="B", middlename=None
+        )
+        await life.fails("create_user", 422, "invalid_fullname", body=blank)
+        # A body of the wrong type is request validation: the `detail` list, parsed.
+        wrong = m.CreateUserBody(
+            phone="x", email=None, firstname="A", lastname="B", middlename=None
+        )
+        response = await life.operation("create_user").asyncio_detailed(
+            client=life.client, body=wrong
+        )
+        assert response.status_code == 422
+        assert isinstance(response.parsed, m.ValidationError)
+        (issue,) = response.parsed.detail
+        assert (issue.loc, issue.type_) == (["body", "phone"], "int_type")
+
+        # names and contacts
+        done = await life.ok(
+            "change_fullname",
+            200,
+            body=m.ChangeFullnameBody(
+                user_id=user_id, firstname="Pyotr", lastname="Ivanov", middlename="Ilyich"
+            ),
+        )
+        assert isinstance(done, m.Done)
+        assert done.result is None
+        other = await life.ok(
+            "create_user",
+            201,
+            body=m.CreateUserBody(
+                phone=None, email="other@example.com", firstname="O", lastname="T", middlename=None
+            ),
+        )
+        await life.ok(
+            "change_contacts",
+            200,
+            body=m.ChangeContactsBody(user_id=user_id, email=None, phone=79161234503),
+        )
+        await life.fails(
+            "change_contacts",
+            409,
+            "user_already_exists",
+            body=m.ChangeContactsBody(user_id=user_id, email="other@example.com", phone=None),
+        )
+
+        # linked accounts
+        link = m.LinkSocialNetworkBody(
+            user_id=user_id,
+            social_network=m.LinkSocialNetworkBodySocialNetwork.VK,
+            connection_link="vk.com/generated",
+            connected_for="login",
+        )
+        linked = await life.ok("link_social_network", 201, body=link)
+        assert isinstance(linked, m.Created)
+        account_id = linked.result
+        await life.fails("link_social_network", 409, "linked_account_already_exists", body=link)
+        await life.fails(
+            "link_social_network",
+            422,
+            "link_not_of_social_network",
+            body=m.LinkSocialNetworkBody(
+                user_id=user_id,
+                social_network=m.LinkSocialNetworkBodySocialNetwork.TELEGRAM,
+                connection_link="https://vk.com/generated",
+                connected_for=None,
+            ),
+        )
+        await life.fails(
+            "link_social_network",
+            422,
+            "invalid_connection_reason",
+            body=m.LinkSocialNetworkBody(
+                user_id=user_id,
+                social_network=m.LinkSocialNetworkBodySocialNetwork.TELEGRAM,
+                connection_link="https://t.me/generated",
+                connected_for="x" * 501,
+            ),
+        )
+        await life.ok(
+            "change_social_network_connection_reason",
+            200,
+            body=m.ChangeConnectionReasonBody(
+                user_id=user_id, linked_account_id=account_id, reason="notifications"
+            ),
+        )
+        await life.fails(
+            "change_social_network_connection_reason",
+            404,
+            "linked_account_not_found",
+            body=m.ChangeConnectionReasonBody(
+                user_id=user_id, linked_account_id=uuid4(), reason=None
+            ),
+        )
+        user = (await life.ok("get_user", 200, user_id=user_id)).result
+        assert (user.firstname, user.lastname, user.middlename) == ("Pyotr", "Ivanov", "Ilyich")
+        assert (user.email, user.phone) == (None, 79161234503)
+        (account,) = user.linked_accounts
+        assert isinstance(account, m.LinkedAccount)
+        assert account.linked_account_id == account_id
+        assert account.social_network == m.LinkedAccountSocialNetwork.VK
+        assert account.connection_link == "https://vk.com/generated"
+        assert account.connected_for == "notifications"
+        assert isinstance(account.connected_at, datetime)
+        await life.ok(
+            "unlink_social_network",
+            200,
+            body=m.UnlinkSocialNetworkBody(user_id=user_id, linked_account_id=account_id),
+        )
+        await life.fails(
+            "unlink_social_network",
+            404,
+            "linked_account_not_found",
+            body=m.UnlinkSocialNetworkBody(user_id=user_id, linked_account_id=account_id),
+        )
+
+        # deletion for a while, and recovery
+        only_id = m.DeleteUserTemporarilyBody(user_id=user_id)
+        await life.ok("delete_user_temporarily", 200, body=only_id)
+        assert (await life.ok("get_user", 200, user_id=user_id)).result.status == (
+            m.UserStatus.DELETED
+        )
+        await life.fails("delete_user_temporarily", 400, "user_already_deleted", body=only_id)
+        await life.fails(
+            "change_fullname",
+            400,
+            "user_deleted",
+            body=m.ChangeFullnameBody(
+                user_id=user_id, firstname="A", lastname="B", middlename=None
+            ),
+        )
+        await life.ok("recover_user", 200, body=m.RecoverUserBody(user_id=user_id))
+        await life.fails(
+            "recover_user", 400, "user_already_active", body=m.RecoverUserBody(user_id=user_id)
+        )
+
+        # deletion for good
+        gone = m.DeleteUserPermanentlyBody(user_id=user_id)
+        await life.ok("delete_user_permanently", 200, body=gone)
+        await life.fails("get_user", 404, "user_not_found", user_id=user_id)
+        await life.fails("delete_user_permanently", 404, "user_not_found", body=gone)
+        await life.ok(
+            "delete_user_permanently", 200, body=m.DeleteUserPermanentlyBody(user_id=other.result)
+        )
+
+    assert life.codes == {info.code for info in FAILURES.values()}
+
+
+async def test_a_generated_client_reads_a_lost_database_as_a_503_envelope(
+    aiohttp_server, generate_client: Callable
+):
+    server = await aiohttp_server(create_app(UNREACHABLE, pool_min_size=0))
+    package = generate_client(await _served_document(server))
+    healthcheck = importlib.import_module(f"{PACKAGE}.api.health.healthcheck")
+    models = importlib.import_module(f"{PACKAGE}.models")
+    async with package.Client(base_url=str(server.make_url(""))) as client:
+        response = await healthcheck.asyncio_detailed(client=client)
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert isinstance(response.parsed, models.HealthcheckError)
+    assert response.parsed.error.data.code == models.HealthcheckErrorDataCode.SERVICE_UNAVAILABLE

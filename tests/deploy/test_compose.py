@@ -1,0 +1,206 @@
+"""compose.yml holds the stack's rules (the compose specification itself is checked by
+check-jsonschema in .ci/run and pre-commit)."""
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.deploy.support import MONITORING, PROMETHEUS_CONFIG, REPO, compose, load_yaml
+
+SERVICES = compose()["services"]
+# An exact version, optionally with a variant (`4.2.5-management`): three numbers, except for
+# PostgreSQL, whose releases since 10 are MAJOR.MINOR (`17.7-trixie`).
+EXACT_TAG = re.compile(r"^[\w./-]+:v?\d+\.\d+\.\d+(-[a-z0-9.-]+)?(@sha256:[0-9a-f]{64})?$")
+EXACT_POSTGRES_TAG = re.compile(r"^postgres:\d+\.\d+(-[a-z0-9.-]+)?(@sha256:[0-9a-f]{64})?$")
+
+
+def env(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in SERVICES[service].get("environment", {}).items()}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if "build" not in s))
+def test_every_image_is_pinned_to_an_exact_version(name: str) -> None:
+    image = SERVICES[name]["image"]
+    exact = EXACT_POSTGRES_TAG if image.startswith("postgres:") else EXACT_TAG
+    assert exact.match(image), f"{name}: {image!r} is not pinned to an exact version"
+
+
+def test_the_service_and_its_migration_are_built_from_the_dockerfile() -> None:
+    for name in ("usersvc", "migrate"):
+        assert SERVICES[name]["build"]["context"] == "."
+        assert (REPO / SERVICES[name]["build"].get("dockerfile", "Dockerfile")).is_file()
+    assert SERVICES["usersvc"]["image"] == SERVICES["migrate"]["image"]
+
+
+def test_migrate_is_a_one_shot_usersvc_migrate_the_service_waits_for() -> None:
+    assert SERVICES["migrate"]["command"] == ["usersvc", "migrate"]
+    assert SERVICES["migrate"].get("restart", "no") == "no"
+    depends = SERVICES["usersvc"]["depends_on"]
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_the_service_scales_without_a_fixed_host_port_per_replica() -> None:
+    for port in SERVICES["usersvc"].get("ports", []):
+        published = str(port).rsplit(":", 1)[0]
+        # Either no host port (an ephemeral one per replica) or a range to pick from.
+        assert ":" not in published or "-" in published.rsplit(":", 1)[-1], port
+    assert "container_name" not in SERVICES["usersvc"]
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_dependency_waits_for_health_or_completion(name: str) -> None:
+    depends: Any = SERVICES[name].get("depends_on", {})
+    assert isinstance(depends, dict), f"{name}: depends_on as a list waits only for a start"
+    for dependency, how in depends.items():
+        expected = (
+            "service_completed_successfully" if dependency == "migrate" else "service_healthy"
+        )
+        assert how["condition"] == expected, (name, dependency)
+        if expected == "service_healthy":
+            assert "healthcheck" in SERVICES[dependency], f"{dependency} has no healthcheck"
+
+
+@pytest.mark.parametrize("name", ["postgres", "rabbitmq"])
+def test_postgres_and_rabbitmq_have_a_healthcheck_and_a_named_volume(name: str) -> None:
+    service = SERVICES[name]
+    assert service["healthcheck"]["test"][0] == "CMD"
+    named = [v.split(":", 1)[0] for v in service["volumes"] if not v.startswith((".", "/"))]
+    assert named
+    assert all(v in compose()["volumes"] for v in named)
+
+
+def test_postgres_is_17_and_rabbitmq_is_4_with_management() -> None:
+    assert SERVICES["postgres"]["image"].startswith("postgres:17.")
+    assert re.match(r"^rabbitmq:4\.\d+\.\d+-management", SERVICES["rabbitmq"]["image"])
+
+
+def test_the_service_and_its_migration_reach_the_stacks_database_and_broker() -> None:
+    for name in ("usersvc", "migrate"):
+        assert "@postgres:5432/" in env(name)["USERSVC_DATABASE_URL"]
+        assert "@rabbitmq:5672/" in env(name)["USERSVC_AMQP_URL"]
+    postgres = env("postgres")
+    url = env("usersvc")["USERSVC_DATABASE_URL"]
+    user_password = f"{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@"
+    assert user_password in url
+    assert url.endswith("/" + postgres["POSTGRES_DB"])
+
+
+def test_the_service_sends_traces_to_jaeger_over_otlp() -> None:
+    variables = env("usersvc")
+    assert variables["OTEL_SERVICE_NAME"] == "usersvc"
+    assert variables["OTEL_TRACES_EXPORTER"] == "otlp"
+    endpoint = variables["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    protocol = variables["OTEL_EXPORTER_OTLP_PROTOCOL"]
+    jaeger = load_yaml(MONITORING / "jaeger" / "config.yaml")
+    protocols = jaeger["receivers"]["otlp"]["protocols"]
+    port = protocols["grpc" if protocol == "grpc" else "http"]["endpoint"].rsplit(":", 1)[1]
+    assert endpoint == f"http://jaeger:{port}"
+    assert protocols["grpc"]["endpoint"].endswith(":4317")
+    assert protocols["http"]["endpoint"].endswith(":4318")
+
+
+def test_the_service_logs_json_for_the_agents_to_parse() -> None:
+    assert env("usersvc")["USERSVC_LOG_FORMAT"] == "json"
+
+
+def test_prometheus_finds_every_replica_by_the_compose_service_name() -> None:
+    config = load_yaml(PROMETHEUS_CONFIG)
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "usersvc")
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["usersvc"]
+    assert sd["type"] == "A"
+    assert sd["port"] == int(env("usersvc")["USERSVC_PORT"])
+
+
+def test_alloy_runs_by_default_and_promtail_only_in_its_profile() -> None:
+    assert "profiles" not in SERVICES["alloy"]
+    assert SERVICES["promtail"]["profiles"] == ["promtail"]
+    for name in ("alloy", "promtail"):
+        assert "/var/run/docker.sock:/var/run/docker.sock:ro" in SERVICES[name]["volumes"]
+
+
+def test_every_service_carries_the_label_the_log_agents_collect_by() -> None:
+    alloy = (MONITORING / "alloy" / "config.alloy").read_text()
+    promtail = load_yaml(MONITORING / "promtail" / "promtail.yml")
+    (docker_sd,) = promtail["scrape_configs"][0]["docker_sd_configs"]
+    (label_filter,) = docker_sd["filters"]
+    (selector,) = label_filter["values"]
+    assert f'"{selector}"' in alloy
+    key, value = selector.split("=")
+    for name, service in SERVICES.items():
+        assert service["labels"].get(key) == value, name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "usersvc",
+        "migrate",
+        "prometheus",
+        "loki",
+        "alloy",
+        "promtail",
+        "jaeger",
+        "grafana",
+        "rabbitmq",
+    ],
+)
+def test_every_mounted_file_of_the_repository_exists(name: str) -> None:
+    for volume in SERVICES[name].get("volumes", []):
+        source = volume.split(":", 1)[0]
+        if source.startswith("./"):
+            assert (REPO / source).exists(), (name, source)
+
+
+def test_rabbitmq_loads_the_definitions_it_is_given() -> None:
+    volumes = SERVICES["rabbitmq"]["volumes"]
+    conf = next(v for v in volumes if v.startswith("./monitoring/rabbitmq/rabbitmq.conf"))
+    definitions = next(v for v in volumes if v.startswith("./monitoring/rabbitmq/definitions.json"))
+    assert conf.split(":")[1].startswith("/etc/rabbitmq/conf.d/")
+    settings = dict(
+        line.split(" = ", 1)
+        for line in (REPO / conf.split(":")[0]).read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert settings["definitions.import_backend"] == "local_filesystem"
+    assert settings["definitions.local.path"] == definitions.split(":")[1]
+
+
+def test_the_broker_credentials_of_the_service_are_a_user_of_the_definitions() -> None:
+    import base64
+    import hashlib
+    import json
+
+    definitions = json.loads((MONITORING / "rabbitmq" / "definitions.json").read_text())
+    url = env("usersvc")["USERSVC_AMQP_URL"]
+    user, password = url.removeprefix("amqp://").split("@", 1)[0].split(":", 1)
+    (record,) = [u for u in definitions["users"] if u["name"] == user]
+    assert record["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+    raw = base64.b64decode(record["password_hash"])
+    salt, digest = raw[:4], raw[4:]
+    assert hashlib.sha256(salt + password.encode()).digest() == digest
+    (permission,) = [p for p in definitions["permissions"] if p["user"] == user]
+    assert permission["vhost"] == "/"
+    assert permission["write"] == ".*"
+
+
+def test_grafana_provisions_from_the_repository() -> None:
+    volumes = SERVICES["grafana"]["volumes"]
+    assert "./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro" in volumes
+    provider = load_yaml(MONITORING / "grafana/provisioning/dashboards/dashboards.yml")
+    (provider_path,) = {p["options"]["path"] for p in provider["providers"]}
+    assert f"./monitoring/grafana/dashboards:{provider_path}:ro" in volumes
+    home = env("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (MONITORING / "grafana/dashboards" / home.removeprefix(provider_path + "/")).is_file()
+
+
+def test_postgres_accepts_every_connection_the_largest_scale_can_open() -> None:
+    # gunicorn.conf.py: each worker holds up to 11 connections (a pool of 10, the relay's 1).
+    command = SERVICES["postgres"]["command"]
+    limit = int(next(a.split("=")[1] for a in command if a.startswith("max_connections=")))
+    ports = next(p for p in SERVICES["usersvc"]["ports"] if str(p).endswith(":8000"))
+    first, last = (int(n) for n in str(ports).rsplit(":", 1)[0].rsplit(":", 1)[1].split("-"))
+    replicas = last - first + 1
+    workers = int(env("usersvc")["WEB_CONCURRENCY"])
+    assert limit >= replicas * workers * 11 + 1  # + the one-shot migration

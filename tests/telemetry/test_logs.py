@@ -1,0 +1,83 @@
+"""The log lines: their shape, the scrubbing of asyncpg's errors, the start-up lines."""
+
+import io
+import logging
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.telemetry.processes import REPO, environment, json_lines
+from usersvc.telemetry.logs import configure_logging, reset_logging
+
+RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def test_a_standard_library_line_is_one_json_object_with_time_level_logger_message(
+    log_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    logging.getLogger("aiormq.connection").warning("broker %s is slow", "x")
+    [line] = log_lines()
+    assert list(line)[:4] == ["time", "level", "logger", "message"]
+    assert RFC3339_UTC.fullmatch(line["time"])
+    assert line["level"] == "warning"
+    assert line["logger"] == "aiormq.connection"
+    assert line["message"] == "broker x is slow"
+
+
+async def test_a_unique_violation_logged_with_its_traceback_does_not_quote_the_row(
+    pool: asyncpg.Pool, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    email = "conflict.secret@example.com"
+    insert = (
+        "INSERT INTO users (user_id, firstname, lastname, email, status, created_at)"
+        " VALUES (gen_random_uuid(), 'Ivan', 'Petrov', $1, 'active', now())"
+    )
+    await pool.execute(insert, email)
+    with pytest.raises(asyncpg.UniqueViolationError) as raised:
+        await pool.execute(insert, email)
+    assert email in str(raised.value)  # what asyncpg would have put in the log
+    logging.getLogger("usersvc.test").error("the insert failed", exc_info=raised.value)
+    [line] = log_lines()
+    assert email not in repr(line)
+    assert "Traceback (most recent call last)" in line["exception"]
+    assert "UniqueViolationError" in line["exception"]
+    assert "constraint_name=users_email_key" in line["exception"]
+
+
+def test_console_format_is_readable_text() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "console", stream)
+    try:
+        logging.getLogger("usersvc").info("hello %s", "there")
+    finally:
+        reset_logging()
+    text = stream.getvalue()
+    assert "hello there" in text
+    assert not text.lstrip().startswith("{")
+
+
+def test_bad_log_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="USERSVC_LOG_FORMAT"):
+        configure_logging("INFO", "xml", io.StringIO())  # type: ignore[arg-type]
+
+
+def test_migrate_says_one_line_per_migration_and_nothing_else(empty_database_url: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "usersvc", "migrate"],
+        cwd=REPO,
+        env=environment(USERSVC_DATABASE_URL=empty_database_url),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run.stderr == ""
+    assert [line["message"] for line in json_lines(run.stdout)] == [
+        "migration 0001_users applied",
+        "migration 0002_outbox applied",
+        "2 migration(s) applied",
+    ]

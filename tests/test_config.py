@@ -1,0 +1,55 @@
+"""Settings: read once, checked, and never a password in what is shown of them."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from usersvc.config import DEFAULTS, SettingError, Settings, mask_password
+
+
+@given(password=st.text(), user=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1))
+def test_a_masked_url_never_shows_any_of_the_password(password: str, user: str):
+    url = f"postgresql://{user}:{password}@db.example:5432/users"
+    assert mask_password(url) == f"postgresql://{user}:***@db.example:5432/users"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://bob@db/users", "postgresql://bob@db/users"),
+        ("postgresql://db/users", "postgresql://db/users"),
+        ("bob:secret@db/users", "bob:***@db/users"),
+        ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:***@127.0.0.1:5672/"),
+    ],
+)
+def test_a_url_without_a_password_is_shown_as_it_is_and_one_with_it_masked(url: str, shown: str):
+    assert mask_password(url) == shown
+
+
+def test_the_defaults_are_valid_settings():
+    settings = Settings.from_env({})
+    assert settings.database_url is None
+    assert settings.port == int(DEFAULTS["USERSVC_PORT"])
+    assert settings.log_level == "INFO"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("USERSVC_PORT", "0"),
+        ("USERSVC_PORT", "-1"),
+        ("USERSVC_PORT", "80.5"),
+        ("USERSVC_DATABASE_URL", "postgresql://"),
+        ("USERSVC_DATABASE_URL", "postgresql://db:0/users"),
+        ("USERSVC_DATABASE_WAIT", "-3"),
+        ("USERSVC_DATABASE_WAIT", "nan"),
+        ("USERSVC_AMQP_URL", "amqp://guest:guest@host:port/"),
+        ("USERSVC_HOST", " "),
+        ("USERSVC_AMQP_QUEUE", ""),
+    ],
+)
+def test_a_setting_that_cannot_work_is_refused_by_name(name: str, value: str):
+    with pytest.raises(SettingError) as refused:
+        Settings.from_env({name: value})
+    assert refused.value.name == name
+    assert str(refused.value).startswith(f"{name}: ")

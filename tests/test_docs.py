@@ -1,0 +1,54 @@
+"""The documentation in the repository stays whole: it links only inside the
+repository, and names every setting, error code, social network and event the code has."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from usersvc.config import DEFAULTS
+from usersvc.domain.events import EVENT_TYPES
+from usersvc.domain.model import SOCIAL_NETWORK_HOSTS
+from usersvc.http.failures import FAILURES, HTTP_ERRORS, INTERNAL_ERROR, SERVICE_UNAVAILABLE
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+API = ROOT / "docs" / "api.md"
+LINK = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>]+)>")
+
+
+@pytest.mark.parametrize("page", [README, API], ids=lambda p: p.name)
+def test_a_page_links_only_inside_the_repository(page: Path):
+    text = page.read_text()
+    assert "shared/" not in text
+    for inline, bare in LINK.findall(text):
+        target = inline or bare
+        if target.startswith("#"):
+            continue
+        if target.startswith(("http://", "https://")):
+            # The running service's own pages, nothing beyond this machine.
+            assert target.startswith("http://localhost:"), target
+            continue
+        path = (page.parent / target.split("#")[0]).resolve()
+        assert path.is_relative_to(ROOT), target
+        assert path.exists(), target
+
+
+def test_the_readme_links_the_api_document_and_lists_every_setting():
+    text = README.read_text()
+    assert "(docs/api.md)" in text
+    for name in DEFAULTS:
+        assert f"`{name}`" in text, name
+
+
+def test_the_api_document_names_every_code_network_host_and_event():
+    text = API.read_text()
+    answers = [*FAILURES.values(), *HTTP_ERRORS.values(), INTERNAL_ERROR, SERVICE_UNAVAILABLE]
+    for answer in answers:
+        row = re.search(rf"\| {answer.status} \| `{answer.code}` \| ", text)
+        assert row, f"{answer.status} {answer.code}"
+    for network, hosts in SOCIAL_NETWORK_HOSTS.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{network.value}` |"))
+        assert all(f"`{host}`" in row for host in hosts), network
+    for event in EVENT_TYPES:
+        assert f"| `{event.__name__}` |" in text, event.__name__

@@ -1,0 +1,62 @@
+"""What gunicorn runs (``gunicorn.conf.py`` names both): the app factory and the logger.
+
+Imported by gunicorn's master for the logger, so nothing here imports the metrics at
+module level: in multiprocess mode a metric made in the master would be a phantom
+"live" process in every scrape.
+"""
+
+import logging
+import sys
+
+from aiohttp import web
+from gunicorn import glogging
+
+from usersvc.config import SettingError, Settings
+from usersvc.telemetry.logs import configure_logging, mask_url
+
+log = logging.getLogger("usersvc")
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's own lines (boot, workers, signals) through our renderer, not its format."""
+
+    def setup(self, cfg: object) -> None:
+        self.cfg = cfg
+        try:
+            settings = Settings.from_env()
+        except SettingError as error:
+            # The master's first look at the settings: one line and exit status 2, as
+            # `usersvc` says it, rather than gunicorn's traceback.
+            print(f"usersvc: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        configure_logging(settings.log_level, settings.log_format)  # type: ignore[arg-type]
+        for gunicorn_log in (self.error_log, self.access_log):
+            for handler in list(gunicorn_log.handlers):
+                gunicorn_log.removeHandler(handler)
+            gunicorn_log.propagate = True
+        self.error_log.setLevel(settings.log_level)
+
+
+async def app() -> web.Application:
+    """One worker's app: the API and a relay (one relay of all the workers leads).
+
+    Needs USERSVC_DATABASE_URL (no embedded PostgreSQL in production) and a migrated
+    database: gunicorn does not migrate (run ``usersvc migrate`` once, before).
+    """
+    from usersvc.amqp import RelaySettings
+    from usersvc.http.app import create_app
+    from usersvc.telemetry.tracing import configure_tracing
+
+    settings = Settings.from_env()
+    if not settings.database_url:
+        raise RuntimeError("USERSVC_DATABASE_URL is not set: gunicorn needs a real database")
+    configure_tracing()  # in the worker (after the fork): the span exporter's thread is its own
+    relay = RelaySettings(
+        amqp_url=settings.amqp_url, exchange=settings.amqp_exchange, queue=settings.amqp_queue
+    )
+    log.info(
+        "worker ready: database %s; broker %s",
+        mask_url(settings.database_url),
+        mask_url(settings.amqp_url),
+    )
+    return create_app(settings.database_url, relay=relay)

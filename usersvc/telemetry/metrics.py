@@ -1,0 +1,204 @@
+"""The Prometheus metrics (names agreed in the README's table) and ``GET /metrics``.
+
+Under gunicorn every worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus-client's multiprocess mode) and a scrape of any worker sums them all.
+Gauges say how they combine: ``livesum`` for what adds up over live workers. The
+outbox gauges are not stored at all: they are read from the database at scrape
+time, so every worker and every replica reports the same truth.
+"""
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+if TYPE_CHECKING:
+    from usersvc.amqp.messages import OutboxRow
+
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+ACQUIRE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0, 5.0)
+UNMATCHED = "unmatched"  # the route label of a path no route matches
+
+HTTP_REQUESTS = Counter("usersvc_http_requests", "Requests answered", ("method", "route", "status"))
+HTTP_DURATION = Histogram(
+    "usersvc_http_request_duration_seconds",
+    "Time to answer a request",
+    ("method", "route"),
+    buckets=HTTP_BUCKETS,
+)
+HTTP_IN_FLIGHT = Gauge(
+    "usersvc_http_requests_in_flight", "Requests being handled", multiprocess_mode="livesum"
+)
+COMMANDS = Counter(
+    "usersvc_commands",
+    "Domain commands by outcome (ok or the contract code)",
+    ("command", "outcome"),
+)
+DB_POOL_SIZE = Gauge(
+    "usersvc_db_pool_size", "Connections open in the pool(s)", multiprocess_mode="livesum"
+)
+DB_POOL_IN_USE = Gauge(
+    "usersvc_db_pool_connections_in_use",
+    "Connections checked out (by the API's commands and queries)",
+    multiprocess_mode="livesum",
+)
+DB_POOL_ACQUIRE = Histogram(
+    "usersvc_db_pool_acquire_seconds",
+    "Time waiting to acquire a pool connection",
+    buckets=ACQUIRE_BUCKETS,
+)
+DB_TRANSACTION_RETRIES = Counter(
+    "usersvc_db_transaction_retries", "Transactions run again", ("reason",)
+)
+RELAY_PUBLISHED = Counter(
+    "usersvc_relay_events_published", "Events confirmed by the broker", ("event",)
+)
+RELAY_PUBLISH_FAILURES = Counter(
+    "usersvc_relay_publish_failures", "Publishes nacked, returned or lost"
+)
+RELAY_LEADER = Gauge(
+    "usersvc_relay_leader", "1 in the process whose relay leads", multiprocess_mode="livesum"
+)
+# The lowest over workers: 0 as soon as any worker's relay lost the broker.
+RELAY_BROKER_CONNECTED = Gauge(
+    "usersvc_relay_broker_connected",
+    "1 while the relay's broker connection is up",
+    multiprocess_mode="livemin",
+)
+
+# Labelled children, looked up once: ``labels()`` takes a lock and builds a tuple.
+_requests: dict[tuple[str, str, int], Counter] = {}
+_durations: dict[tuple[str, str], Histogram] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    counter = _requests.get((method, route, status))
+    if counter is None:
+        counter = _requests[method, route, status] = HTTP_REQUESTS.labels(
+            method, route, str(status)
+        )
+    histogram = _durations.get((method, route))
+    if histogram is None:
+        histogram = _durations[method, route] = HTTP_DURATION.labels(method, route)
+    counter.inc()
+    histogram.observe(seconds)
+
+
+def count_command(command: str, outcome: str) -> None:
+    COMMANDS.labels(command, outcome).inc()
+
+
+# The pools of this process (the API's, the relay's when it runs alone); asyncpg's
+# pools take no weak reference, so a closed pool is dropped at the next update.
+_pools: set[asyncpg.Pool] = set()
+POOL_SIZE_EVERY = 1.0  # seconds: the size changes only as connections open and close
+_size_updated = 0.0
+
+
+def track_pool(pool: asyncpg.Pool) -> None:
+    _pools.add(pool)
+    update_pool_size()
+
+
+def update_pool_size() -> None:
+    """Counting the pools' connections walks them all: done at a scrape, at most once
+    a second on the request path."""
+    global _size_updated
+    size = 0
+    for pool in list(_pools):
+        if pool.is_closing():
+            _pools.discard(pool)
+            continue
+        size += pool.get_size()
+    DB_POOL_SIZE.set(size)
+    _size_updated = time.monotonic()
+
+
+def acquired(started: float) -> None:
+    """A connection was checked out of a pool (``started``: when the wait began)."""
+    now = time.perf_counter()
+    DB_POOL_ACQUIRE.observe(now - started)
+    DB_POOL_IN_USE.inc()
+    if time.monotonic() - _size_updated > POOL_SIZE_EVERY:
+        update_pool_size()
+
+
+def released() -> None:
+    DB_POOL_IN_USE.dec()
+
+
+# --- the scrape
+
+
+class _Scrape:
+    """What one scrape shows: the stored metrics and the ones read just now."""
+
+    def __init__(self, stored: Iterable[Metric], read_now: Iterable[Metric]) -> None:
+        self._stored = stored
+        self._read_now = read_now
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._stored
+        yield from self._read_now
+
+
+def _stored_metrics() -> Iterable[Metric]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry.collect()
+    return REGISTRY.collect()
+
+
+def outbox_metrics(backlog: int, oldest_age: float) -> list[Metric]:
+    return [
+        GaugeMetricFamily(
+            "usersvc_outbox_backlog",
+            "Events committed, not yet confirmed by the broker",
+            value=backlog,
+        ),
+        GaugeMetricFamily(
+            "usersvc_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row (0 when none)",
+            value=oldest_age,
+        ),
+    ]
+
+
+def metrics_handler(
+    read_outbox: Callable[[web.Request], Awaitable[tuple[int, float] | None]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``GET /metrics``: the stored metrics of every worker and the outbox gauges.
+
+    ``read_outbox`` answers (backlog, oldest age) or None when the database does
+    not: the scrape then goes without those two rather than failing.
+    """
+
+    async def handle(request: web.Request) -> web.Response:
+        update_pool_size()
+        outbox = await read_outbox(request)
+        read_now = outbox_metrics(*outbox) if outbox is not None else []
+        body = generate_latest(_Scrape(_stored_metrics(), read_now))  # type: ignore[arg-type]
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return handle
+
+
+def published(rows: Sequence["OutboxRow"]) -> None:
+    """The relay's ``on_published``: events the broker confirmed, by event name."""
+    for row in rows:
+        RELAY_PUBLISHED.labels(row.event_name).inc()

@@ -1,0 +1,259 @@
+"""Traces: OpenTelemetry, configured only by the standard ``OTEL_*`` variables.
+
+- ``OTEL_SDK_DISABLED=true``: no SDK at all (no ids, nothing recorded).
+- No ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT``: the SDK runs with an always-off
+  sampler. Spans still get ids (the logs and the events' ``traceparent`` carry
+  them) but nothing is recorded, and the per-statement spans are skipped.
+- An endpoint: spans are exported over OTLP in batches, ``http/protobuf`` (the
+  default) or ``grpc`` by ``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL``; the sampler is
+  ``OTEL_TRACES_SAMPLER`` (default: parent-based, always on);
+  ``OTEL_SERVICE_NAME`` names the service (default ``usersvc``).
+"""
+
+import os
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from aiohttp import web
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation import aiohttp_server
+from opentelemetry.instrumentation._semconv import (
+    _get_schema_url,
+    _OpenTelemetrySemanticConventionStability,
+    _OpenTelemetryStabilitySignalType,
+)
+from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+from opentelemetry.propagate import extract
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.http import get_excluded_urls
+
+TRACER = trace.get_tracer("usersvc")
+# Only W3C trace context goes into events: baggage may carry anything.
+W3C = TraceContextTextMapPropagator()
+_NOTHING = nullcontext()
+
+_configured = False
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def _exporter(environ: Mapping[str, str]) -> Any:
+    protocol = (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    elif protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    else:
+        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: use 'http/protobuf' or 'grpc'")
+    return OTLPSpanExporter()
+
+
+def configure_tracing(
+    environ: Mapping[str, str] = os.environ,
+    *,
+    processor: Any = None,
+    sampler: Any = None,
+) -> None:
+    """Install the tracer provider, once per process.
+
+    ``processor`` and ``sampler`` are for tests (an in-memory span collector).
+    """
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    if _truthy(environ.get("OTEL_SDK_DISABLED")):
+        return
+
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    attributes = {} if environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: "usersvc"}
+    resource = Resource.create(attributes)
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if processor is None and endpoint:
+        processor = BatchSpanProcessor(_exporter(environ))
+    if processor is None:
+        sampler = ALWAYS_OFF  # ids for the logs and the events, nothing recorded
+    provider = TracerProvider(resource=resource, sampler=sampler)
+    if processor is not None:
+        provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+
+
+class _Span:
+    """A current span whose failure is recorded without the exception's message: the
+    messages of asyncpg's errors quote row values (personal data)."""
+
+    __slots__ = ("_attributes", "_context", "_kind", "_manager", "_name", "_span")
+
+    def __init__(
+        self, name: str, kind: SpanKind, attributes: Mapping[str, Any], context: Context | None
+    ) -> None:
+        self._name, self._kind, self._attributes, self._context = name, kind, attributes, context
+
+    def __enter__(self) -> trace.Span:
+        self._manager = TRACER.start_as_current_span(
+            self._name,
+            context=self._context,
+            kind=self._kind,
+            attributes=self._attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        self._span = self._manager.__enter__()
+        return self._span
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        if error is not None:
+            fail(self._span, error)
+        self._manager.__exit__(kind, error, tb)
+
+
+def fail(span: trace.Span, error: BaseException | str) -> None:
+    """Mark the span failed, naming the error's type (and SQLSTATE), never its message."""
+    if isinstance(error, str):
+        span.set_status(Status(StatusCode.ERROR, error))
+        return
+    span.set_attribute("error.type", type(error).__qualname__)
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate:
+        span.set_attribute("db.response.status_code", sqlstate)
+    span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
+
+
+def child_span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Any:
+    """A span under the current one, or nothing at all when that one is not recorded
+    (its children would not be either; this keeps untraced requests cheap)."""
+    if not trace.get_current_span().is_recording():
+        return _NOTHING
+    return _Span(name, kind, attributes, None)
+
+
+def sql_span(name: str) -> AbstractContextManager[Any]:
+    """A statement's span, named after its query in ``sql/*.sql``; never its parameters."""
+    return child_span(
+        name, SpanKind.CLIENT, **{"db.system.name": "postgresql", "db.query.summary": name}
+    )
+
+
+def trace_headers(incoming: Mapping[str, str]) -> dict[str, str]:
+    """The W3C trace context an event carries: the request's span when it is recorded,
+    otherwise the caller's context (when well-formed), so a consumer links to a span
+    that exists; failing both, the unrecorded span's ids, which the logs carry too."""
+    carrier: dict[str, str] = {}
+    span = trace.get_current_span()
+    if span.is_recording():
+        W3C.inject(carrier)
+        return carrier
+    W3C.inject(carrier, context=W3C.extract(incoming))
+    if not carrier and span.get_span_context().is_valid:
+        W3C.inject(carrier)
+    return carrier
+
+
+def publish_span(headers: Mapping[str, Any], name: str, **attributes: Any) -> Any:
+    """The relay's span for one publish, in the trace of the request whose event it is."""
+    parent: Context = W3C.extract({k: v for k, v in headers.items() if isinstance(v, str)})
+    return _Span(name, SpanKind.PRODUCER, attributes, parent)
+
+
+# --- the request's server span
+
+_OpenTelemetrySemanticConventionStability._initialize()
+_SEMCONV = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
+    _OpenTelemetryStabilitySignalType.HTTP
+)
+# The instrumentation's own scope, so its spans look as the library's middleware made them.
+_SERVER_TRACER = trace.get_tracer(
+    aiohttp_server.__name__, aiohttp_server.__version__, schema_url=_get_schema_url(_SEMCONV)
+)
+_EXCLUDED_URLS = get_excluded_urls("AIOHTTP_SERVER")
+
+
+_span_names: dict[tuple[str, object], str] = {}
+
+
+def _span_name(request: web.Request) -> str:
+    """The library's span name ("GET /api/v1/users/{user_id}"): a method and a route
+    template, so made once per pair (it reads an environment variable each time).
+    Only matched routes are kept: a client's made-up methods hit no route."""
+    resource = request.match_info.route.resource
+    key = (request.method, resource)
+    name = _span_names.get(key)
+    if name is None:
+        name = aiohttp_server.get_default_span_name(request)
+        if resource is not None:
+            _span_names[key] = name
+    return name
+
+
+class ServerSpan:
+    """The request's SERVER span, as opentelemetry-instrumentation-aiohttp-server makes it
+    (its name, scope, attributes and status, built by its own functions), current while
+    the request is handled.
+
+    Not its middleware: that one collects the request's attributes (URL parsing and
+    redaction) on every request, some 60 µs, also for the spans that are not recorded,
+    which with no exporter is every span. Here they are collected only for a span that
+    is recorded (the sampler decides without them: none of the SDK's samplers reads
+    attributes). Its OpenTelemetry HTTP metrics are not kept: no OpenTelemetry meter
+    provider is configured, so they went nowhere; Prometheus has usersvc_http_*.
+    """
+
+    __slots__ = ("_attributes", "_span", "_token")
+
+    def __init__(self, request: web.Request) -> None:
+        self._span = span = _SERVER_TRACER.start_span(
+            _span_name(request),
+            context=extract(request, getter=aiohttp_server.getter),
+            kind=SpanKind.SERVER,
+        )
+        self._attributes: dict[str, Any] = {}
+        if span.is_recording():
+            self._attributes = aiohttp_server.collect_request_attributes(request, _SEMCONV)
+            span.set_attributes(self._attributes)
+            span.set_attributes(aiohttp_server.collect_request_headers_attributes(request))
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+
+    @classmethod
+    def start(cls, request: web.Request) -> "ServerSpan | None":
+        """The span, unless instrumentation is suppressed or the path excluded (the
+        ``OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS`` variable, as the library reads it)."""
+        if not is_http_instrumentation_enabled() or _EXCLUDED_URLS.url_disabled(request.path):
+            return None
+        return cls(request)
+
+    def finish(
+        self, status: int, response: web.StreamResponse | None, error: BaseException | None
+    ) -> None:
+        """The status the client got (or the error that escaped) on the span; end it."""
+        span = self._span
+        try:
+            if span.is_recording():
+                unexpected = error is not None and not isinstance(error, web.HTTPException)
+                code = type(error).__qualname__ if unexpected else status
+                aiohttp_server.set_status_code(span, code, self._attributes, _SEMCONV)
+                if unexpected or isinstance(error, web.HTTPServerError):
+                    fail(span, error)  # its type, never its message
+                if response is not None:
+                    span.set_attributes(
+                        aiohttp_server.collect_response_headers_attributes(response)
+                    )
+        finally:
+            otel_context.detach(self._token)
+            span.end()
