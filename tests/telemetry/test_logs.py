@@ -1,5 +1,6 @@
 """The log lines: their shape, the scrubbing of asyncpg's errors, the start-up lines."""
 
+import asyncio
 import io
 import logging
 import re
@@ -12,7 +13,7 @@ import asyncpg
 import pytest
 
 from tests.telemetry.processes import REPO, environment, json_lines
-from usersvc.telemetry.logs import configure_logging, reset_logging
+from usersvc.telemetry.logs import _TurnBuffered, configure_logging, reset_logging
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
@@ -81,3 +82,31 @@ def test_migrate_says_one_line_per_migration_and_nothing_else(empty_database_url
         "migration 0002_outbox applied",
         "2 migration(s) applied",
     ]
+
+
+def test_a_line_left_pending_by_a_loop_that_never_turns_again_is_not_lost() -> None:
+    # Lines logged in a loop's turn are written at the end of it; a loop stopped within
+    # that turn (a start-up loop; the parent's loop in a forked gunicorn worker) never
+    # gets there, and the lines of every later loop must not queue up behind it.
+    out = io.BytesIO()
+    buffered = _TurnBuffered(out)
+    stopped = asyncio.new_event_loop()
+
+    async def log_and_stop() -> None:
+        buffered.msg(b"first")
+        stopped.stop()
+        await asyncio.sleep(3600)
+
+    with pytest.raises(RuntimeError, match="stopped before"):
+        stopped.run_until_complete(log_and_stop())
+
+    async def log_once() -> None:
+        buffered.msg(b"second")
+        await asyncio.sleep(0)
+
+    asyncio.run(log_once())
+    assert out.getvalue() == b"first\nsecond\n"
+    for task in asyncio.all_tasks(stopped):
+        task.cancel()
+    stopped.run_until_complete(asyncio.sleep(0))
+    stopped.close()

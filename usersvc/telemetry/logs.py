@@ -143,25 +143,37 @@ class _TurnBuffered:
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
         self._pending: list[bytes] = []
+        # The loop whose next turn writes what is pending. Lines are never left waiting
+        # on another loop: that one may never turn again (a start-up loop that stopped,
+        # or the parent's loop in a forked gunicorn worker).
+        self._due: asyncio.AbstractEventLoop | None = None
         atexit.register(self._write)
+        # A forked worker must not write (nor wait on) the lines its parent had pending.
+        os.register_at_fork(after_in_child=self._forget)
 
     def __call__(self, *_: Any) -> "_TurnBuffered":  # structlog's logger factory
         return self
 
     def msg(self, message: bytes) -> None:
-        if self._pending:  # a write is already due at the end of this turn
-            self._pending.append(message)
-            return
         try:
-            loop = asyncio.get_running_loop()
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
-            self._file.write(message + b"\n")
-            self._file.flush()
-            return
+            loop = None
+        if loop is not self._due:
+            self._write()  # nothing waits on a loop other than the one turning now
         self._pending.append(message)
-        loop.call_soon(self._write)
+        if loop is None:
+            self._write()
+        elif self._due is None:
+            self._due = loop
+            loop.call_soon(self._write)
+
+    def _forget(self) -> None:
+        self._pending = []
+        self._due = None
 
     def _write(self) -> None:
+        self._due = None
         if not self._pending:
             return
         lines, self._pending = self._pending, []
