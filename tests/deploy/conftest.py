@@ -214,4 +214,14 @@ def service() -> Iterator[Service]:
     with started_service() as running:
         traffic(running)
         wait_for_relay(running)
+        wait_for_access_line(running, "/metrics")
         yield running
+
+
+def wait_for_access_line(service: Service, route: str, timeout: float = 10.0) -> None:
+    """The service writes a turn's log lines when the turn ends, which may be just after
+    the client has its answer: wait for the line of the last request before reading."""
+    deadline = time.monotonic() + timeout
+    while f'"route":"{route}"' not in service.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"no access line for {route}:\n{service.log_tail()}"
+        time.sleep(0.05)
