@@ -1,6 +1,6 @@
 """The contract's §4 tables, written out once for every test suite.
 
-Written from ../shared/spec/api.md, never taken from the code the tests check.
+Written from the contract (docs/api.md), never taken from the code the tests check.
 """
 
 # Event name → the keys of its ``data``.
