@@ -16,7 +16,7 @@ from aiohttp import web
 
 from usersvc import __version__
 from usersvc.amqp import Relay, RelaySettings
-from usersvc.config import DEFAULTS, SettingError, Settings
+from usersvc.config import DEFAULTS, SettingError, Settings, mask_password
 from usersvc.db.embedded import start_embedded_postgres
 from usersvc.db.migrations import apply_migrations
 from usersvc.db.pool import create_pool
@@ -24,7 +24,7 @@ from usersvc.db.queries import load
 from usersvc.db.startup import DatabaseUnreachableError, wait_for_database
 from usersvc.http.app import SERVER_OPTIONS, create_app
 from usersvc.telemetry import metrics
-from usersvc.telemetry.logs import configure_logging, mask_url
+from usersvc.telemetry.logs import configure_logging
 from usersvc.telemetry.tracing import configure_tracing
 
 log = logging.getLogger("usersvc")
@@ -186,9 +186,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "relay":
         log.info(
             "relaying the outbox of %s to exchange %r on %s",
-            mask_url(database_url),
+            mask_password(database_url),
             settings.amqp_exchange,
-            mask_url(settings.amqp_url),
+            mask_password(settings.amqp_url),
         )
         loop.run_until_complete(_run_relay(database_url, _relay_settings(settings)))
         return
@@ -201,8 +201,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "database %s; broker %s",
         host,
         port,
-        mask_url(database_url),
-        "not used (--no-relay)" if relay is None else mask_url(settings.amqp_url),
+        mask_password(database_url),
+        "not used (--no-relay)" if relay is None else mask_password(settings.amqp_url),
     )
     # SIGTERM: stop accepting, let requests in flight finish (bounded), then the
     # cleanup: the relay after its current confirms, then the pool. Exit status 0.

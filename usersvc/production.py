@@ -11,8 +11,8 @@ import sys
 from aiohttp import web
 from gunicorn import glogging
 
-from usersvc.config import SettingError, Settings
-from usersvc.telemetry.logs import configure_logging, mask_url
+from usersvc.config import SettingError, Settings, mask_password
+from usersvc.telemetry.logs import configure_logging
 
 log = logging.getLogger("usersvc")
 
@@ -56,7 +56,7 @@ async def app() -> web.Application:
     )
     log.info(
         "worker ready: database %s; broker %s",
-        mask_url(settings.database_url),
-        mask_url(settings.amqp_url),
+        mask_password(settings.database_url),
+        mask_password(settings.amqp_url),
     )
     return create_app(settings.database_url, relay=relay)

@@ -27,7 +27,6 @@ from typing import IO, Any, BinaryIO, Literal
 import orjson
 import structlog
 from opentelemetry import trace
-from yarl import URL
 
 # The request being handled by this task, if any (set by the telemetry middleware).
 REQUEST_ID: ContextVar[str | None] = ContextVar("usersvc_request_id", default=None)
@@ -255,12 +254,6 @@ def configure_logging(
     _access = structlog.get_logger().bind(logger="usersvc.access")
     json_bytes = isinstance(native_factory, _TurnBuffered)
     _access_json = native_factory if json_bytes and numeric_level <= logging.INFO else None
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password masked, for the start-up line."""
-    parsed = URL(url)
-    return str(parsed.with_password("***")) if parsed.password else url
 
 
 def access(method: str, route: str, status: int, duration_ms: float, size: int | None) -> None:
