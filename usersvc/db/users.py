@@ -99,6 +99,7 @@ def _user(row: asyncpg.Record) -> User:
         created_at=row["created_at"],
         deleted_at=row["deleted_at"],
         linked_accounts=tuple(_linked_account(a) for a in row["linked_accounts"]),
+        version=row["version"],
     )
 
 
@@ -215,11 +216,18 @@ class Users:
                     user.contacts.phone,
                     user.status.value,
                     user.created_at,
+                    user.version,
                 )
             case events.UserRecovered() | events.UserTemporarilyDeleted():
                 assert user is not None
                 await _execute(
-                    connection, q, "update_status", user.user_id, user.status.value, user.deleted_at
+                    connection,
+                    q,
+                    "update_status",
+                    user.user_id,
+                    user.status.value,
+                    user.deleted_at,
+                    user.version,
                 )
             case events.UserPermanentlyDeleted():
                 await _execute(connection, q, "delete_user", event.user_id)
@@ -239,10 +247,17 @@ class Users:
                     event.firstname,
                     event.lastname,
                     event.middlename,
+                    event.version,
                 )
             case events.ContactsChanged():
                 await _execute(
-                    connection, q, "update_contacts", event.user_id, event.email, event.phone
+                    connection,
+                    q,
+                    "update_contacts",
+                    event.user_id,
+                    event.email,
+                    event.phone,
+                    event.version,
                 )
             case events.LinkedAccountCreated():
                 assert user is not None
@@ -272,6 +287,13 @@ class Users:
                 )
             case _:
                 raise TypeError(f"no write for {event.event_name}")
+        if isinstance(
+            event,
+            events.LinkedAccountCreated
+            | events.LinkedAccountDeleted
+            | events.ConnectionReasonChanged,
+        ):
+            await _execute(connection, q, "update_version", event.user_id, event.version)
         await _execute(
             connection,
             q,

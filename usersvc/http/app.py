@@ -26,7 +26,7 @@ from usersvc.http.handlers import (
     healthcheck,
 )
 from usersvc.http.middleware import envelopes
-from usersvc.http.openapi import documented, responses
+from usersvc.http.openapi import IF_MATCH, documented, responses, with_etag
 from usersvc.telemetry import metrics
 from usersvc.telemetry.middleware import telemetry
 
@@ -64,7 +64,7 @@ COMMANDS: tuple[Command, ...] = (
         "/users/recovery-user",
         schemas.RecoverUserBody,
         "Recover a temporarily deleted user",
-        (F.UserNotFound, F.UserAlreadyActive),
+        (F.UserNotFound, F.PreconditionFailed, F.UserAlreadyActive),
     ),
     Command(
         "delete_user_permanently",
@@ -72,7 +72,7 @@ COMMANDS: tuple[Command, ...] = (
         "/users/delete-user-permanently",
         schemas.DeleteUserPermanentlyBody,
         "Delete a user and their linked accounts for good (any status)",
-        (F.UserNotFound,),
+        (F.UserNotFound, F.PreconditionFailed),
     ),
     Command(
         "delete_user_temporarily",
@@ -80,7 +80,7 @@ COMMANDS: tuple[Command, ...] = (
         "/users/delete-user-temporarily",
         schemas.DeleteUserTemporarilyBody,
         "Delete a user until recovered",
-        (F.UserNotFound, F.UserAlreadyDeleted),
+        (F.UserNotFound, F.PreconditionFailed, F.UserAlreadyDeleted),
     ),
     Command(
         "change_fullname",
@@ -88,7 +88,7 @@ COMMANDS: tuple[Command, ...] = (
         "/users/change-fullname",
         schemas.ChangeFullnameBody,
         "Change the fullname",
-        (F.UserNotFound, F.UserDeleted, F.InvalidFullname),
+        (F.UserNotFound, F.PreconditionFailed, F.UserDeleted, F.InvalidFullname),
     ),
     Command(
         "change_contacts",
@@ -96,7 +96,13 @@ COMMANDS: tuple[Command, ...] = (
         "/users/change-contacts",
         schemas.ChangeContactsBody,
         "Replace email and phone (null clears; at least one stays)",
-        (F.UserNotFound, F.UserDeleted, F.InvalidContacts, F.UserAlreadyExists),
+        (
+            F.UserNotFound,
+            F.PreconditionFailed,
+            F.UserDeleted,
+            F.InvalidContacts,
+            F.UserAlreadyExists,
+        ),
     ),
     Command(
         "link_social_network",
@@ -106,6 +112,7 @@ COMMANDS: tuple[Command, ...] = (
         "Link a social-network account",
         (
             F.UserNotFound,
+            F.PreconditionFailed,
             F.UserDeleted,
             F.LinkNotOfSocialNetwork,
             F.InvalidConnectionReason,
@@ -118,7 +125,7 @@ COMMANDS: tuple[Command, ...] = (
         "/users/unlink-social-network",
         schemas.UnlinkSocialNetworkBody,
         "Unlink a social-network account",
-        (F.UserNotFound, F.UserDeleted, F.LinkedAccountNotFound),
+        (F.UserNotFound, F.PreconditionFailed, F.UserDeleted, F.LinkedAccountNotFound),
     ),
     Command(
         "change_social_network_connection_reason",
@@ -126,13 +133,20 @@ COMMANDS: tuple[Command, ...] = (
         "/users/change-social-network-connection-reason",
         schemas.ChangeConnectionReasonBody,
         "Change why an account is linked (connected_for)",
-        (F.UserNotFound, F.UserDeleted, F.LinkedAccountNotFound, F.InvalidConnectionReason),
+        (
+            F.UserNotFound,
+            F.PreconditionFailed,
+            F.UserDeleted,
+            F.LinkedAccountNotFound,
+            F.InvalidConnectionReason,
+        ),
     ),
 )
 CREATES = (schemas.CreateUserBody, schemas.LinkSocialNetworkBody)
 CHECKS = (
-    "Checks, in order: the body (422 `detail`), the user exists (404), "
-    "the user's status (400), then the command's own rules (409, 422, 404)."
+    "Checks, in order: the body (422 `detail`), the user exists (404), `If-Match` "
+    "names the user's version (412), the user's status (400), then the command's own "
+    "rules (409, 422, 404). A success carries the user's new version as `ETag`."
 )
 CREATE_CHECKS = (
     "Checks, in order: the body (422 `detail`), the fullname and contact rules "
@@ -156,14 +170,19 @@ def add_routes(app: web.Application) -> None:
             success = (201, schemas.CREATED, "created: `result` is the new id")
         else:
             success = (200, schemas.DONE, "done: `result` is null")
+        creates_user = command.operation_id == "create_user"
         handler = request_schema(command.body, required=True)(command_handler(command.body()))
+        answers = responses(command.operation_id, success, command.failures, body=True)
+        if command.operation_id != "delete_user_permanently":  # no user left to tag
+            answers = with_etag(answers, success[0])
         handler = documented(
             handler,
             tags=["users"],
             summary=command.summary,
-            description=CHECKS if command.operation_id != "create_user" else CREATE_CHECKS,
+            description=CREATE_CHECKS if creates_user else CHECKS,
             operation_id=command.operation_id,
-            responses=responses(command.operation_id, success, command.failures, body=True),
+            parameters=[] if creates_user else [IF_MATCH],
+            responses=answers,
         )
         app.router.add_route(command.method, API + command.path, handler)
     user = request_schema(schemas.UserPath, location="match_info")(_own(get_user))
@@ -173,7 +192,10 @@ def add_routes(app: web.Application) -> None:
         summary="A user, every field (also while temporarily deleted)",
         operation_id="get_user",
         responses=responses(
-            "get_user", (200, schemas.USER_FOUND, "the user"), (F.UserNotFound,), body=False
+            "get_user",
+            (200, schemas.USER_FOUND, "the user"),
+            (F.UserNotFound,),
+            body=False,
         ),
     )
     # No HEAD beside GET: the contract has none, and the document lists only the contract.

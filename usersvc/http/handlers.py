@@ -7,6 +7,7 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
+from attrs import evolve
 from returns.methods import unwrap_or_failure
 from returns.pipeline import is_successful
 
@@ -14,10 +15,10 @@ from usersvc.amqp import Relay, outbox_backlog
 from usersvc.db.queries import Queries
 from usersvc.db.users import Users
 from usersvc.domain import events
-from usersvc.domain.commands import Change, Decision, existing
+from usersvc.domain.commands import Change, CreateUser, Decision, IfMatch, existing
 from usersvc.domain.failures import DomainFailure
 from usersvc.http.failures import describe
-from usersvc.http.presenters import present_user
+from usersvc.http.presenters import etag, present_user
 from usersvc.http.responses import error, invalid, success
 from usersvc.http.schemas import Body, UserPath
 from usersvc.http.validation import load, read_body
@@ -49,9 +50,25 @@ def failed(failure: DomainFailure) -> web.Response:
 
 
 def _done(change: Change) -> web.Response:
-    """201 with the new id for what creates something, 200 otherwise."""
+    """201 with the new id for what creates something, 200 otherwise; with the user's
+    new version as ETag while the user exists, for the client's next If-Match."""
     new_id = _created_id(change.event)
-    return success() if new_id is None else success(new_id, 201)
+    headers = None if change.user is None else etag(change.user.version)
+    return success(headers=headers) if new_id is None else success(new_id, 201, headers)
+
+
+_ENTITY_TAG = re.compile(r'\s*"([0-9]{1,18})"\s*')
+
+
+def if_match(header: str | None) -> IfMatch:
+    """The versions an ``If-Match`` header accepts: None for no header or ``*`` (any
+    existing user). A weak or malformed tag is kept as a tag that names no version,
+    so it never matches (RFC 9110 compares If-Match strongly)."""
+    if header is None or header.strip() == "*":
+        return None
+    return frozenset(
+        int(found[1]) for tag in header.split(",") if (found := _ENTITY_TAG.fullmatch(tag))
+    )
 
 
 def render(decision: Decision) -> web.Response:
@@ -79,6 +96,8 @@ def command_handler(schema: Body) -> Handler:
             return invalid(command.failure())
         users = request.app[USERS]
         decided = command.unwrap()
+        if not isinstance(decided, CreateUser):
+            decided = evolve(decided, if_match=if_match(request.headers.get("If-Match")))
         decision = await users.execute(decided, trace_headers(request.headers))
         count_command(decided, decision)
         return render(decision)
@@ -95,7 +114,9 @@ async def get_user(request: web.Request) -> web.Response:
         return invalid(path.failure())
     user_id = path.unwrap()["user_id"]
     user = await request.app[USERS].get(user_id)
-    shown = existing(user, user_id).map(lambda found: success(present_user(found)))
+    shown = existing(user, user_id).map(
+        lambda found: success(present_user(found), headers=etag(found.version))
+    )
     return unwrap_or_failure(shown.alt(failed))
 
 

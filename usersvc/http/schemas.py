@@ -242,6 +242,15 @@ class UserSchema(Out):
         cls_or_instance=fields.Nested(LinkedAccountSchema),
         metadata={"description": "oldest connection first"},
     )
+    version = _out(
+        fields.Integer,
+        validate=validate.Range(min=1),
+        metadata={
+            "format": "int64",
+            "description": "incremented by each change; the ETag, sent back in If-Match",
+            "example": 3,
+        },
+    )
 
 
 class HealthSchema(Out):
