@@ -1,7 +1,7 @@
 """Benchmark of the outbox relay against real PostgreSQL and RabbitMQ (not a test).
 
     uv run python benchmarks/relay.py [--commands 10000] [--concurrency 64]
-                                      [--load-processes 2] [--in-process]
+                                      [--load-processes 2] [--in-process] [--rate 500]
 
 Makes its own database (dropped after) and its own exchange and queue (deleted
 after), then measures:
@@ -12,7 +12,9 @@ after), then measures:
    the relay's publish rate over the run. The commands come from other processes
    (``--load-processes``), as from the other replicas and workers of the service;
    ``--in-process`` runs them in the relay's own event loop instead, as a single
-   instance that serves the requests and leads the relay would.
+   instance that serves the requests and leads the relay would. ``--rate N`` paces
+   them at a steady N commands per second in all (as fast as they go without it),
+   and the outbox backlog is sampled every 50 ms: it must not grow.
 2. drain: the same number of events committed with no relay running, then the time
    a relay takes to publish them all (its top rate, with a backlog).
 
@@ -35,6 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 from uuid import UUID, uuid4
 
 import aiormq
+import asyncpg
 import psycopg
 import uvloop
 from aiormq.abc import DeliveredMessage
@@ -73,12 +76,31 @@ def _change(user_id: UUID, step: int) -> Command:
             return commands.RecoverUser(user_id)
 
 
-async def run_commands(users: Users, count: int, concurrency: int) -> dict[UUID, float]:
-    """``count`` commands, ``concurrency`` users at a time; each event's commit time."""
+async def _ticks(rate: float, count: int, tokens: asyncio.Queue[None]) -> None:
+    """``count`` tokens at a steady ``rate`` per second (late ones catch up at once)."""
+    started = time.monotonic()
+    for number in range(count):
+        delay = started + number / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tokens.put_nowait(None)
+
+
+async def run_commands(
+    users: Users, count: int, concurrency: int, rate: float | None = None
+) -> dict[UUID, float]:
+    """``count`` commands, ``concurrency`` users at a time, at most ``rate`` per second;
+    each event's commit time."""
     committed: dict[UUID, float] = {}
     users_left = iter(range(count // COMMANDS_PER_USER))
+    tokens: asyncio.Queue[None] = asyncio.Queue()
+    ticker = None
+    if rate is not None:
+        ticker = asyncio.create_task(_ticks(rate, count, tokens))
 
     async def execute(command: Command) -> UUID:
+        if ticker is not None:
+            await tokens.get()
         decision = await users.execute(command)
         now = time.monotonic()
         assert isinstance(decision, Success), decision
@@ -94,14 +116,18 @@ async def run_commands(users: Users, count: int, concurrency: int) -> dict[UUID,
                 await execute(_change(user_id, step))
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if ticker is not None:
+        ticker.cancel()
     return committed
 
 
-def _load_process(database_url: str, count: int, concurrency: int) -> dict[UUID, float]:
+def _load_process(
+    database_url: str, count: int, concurrency: int, rate: float | None
+) -> dict[UUID, float]:
     async def main() -> dict[UUID, float]:
         pool = await create_pool(database_url, min_size=4, max_size=16)
         try:
-            return await run_commands(Users(pool, load()), count, concurrency)
+            return await run_commands(Users(pool, load()), count, concurrency, rate)
         finally:
             await pool.close()
 
@@ -145,8 +171,9 @@ class Bench:
             self.args.concurrency,
             self.args.load_processes,
         )
+        rate = self.args.rate
         if self.args.in_process:
-            return await run_commands(users, count, concurrency)
+            return await run_commands(users, count, concurrency, rate)
         loop = asyncio.get_running_loop()
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(processes, mp_context=spawn) as executor:
@@ -158,6 +185,7 @@ class Bench:
                         self.database_url,
                         count // processes,
                         max(1, concurrency // processes),
+                        None if rate is None else rate / processes,
                     )
                     for _ in range(processes)
                 )
@@ -183,8 +211,12 @@ class Bench:
                 )
                 task = asyncio.create_task(relay.run())
                 await _eventually(lambda: relay.health().leader)
+                backlogs: list[int] = []
+                sampler = asyncio.create_task(self.sample_backlog(pool, backlogs))
                 committed = await self.commands(users)
                 took = max(committed.values()) - min(committed.values())
+                sampler.cancel()
+                await asyncio.gather(sampler, return_exceptions=True)
                 await _eventually(drained)
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -198,12 +230,19 @@ class Bench:
                     else f"from {self.args.load_processes} other processes"
                 )
                 at_a_time = self.args.concurrency
-                print(f"live: {len(committed)} commands, {at_a_time} at a time, {where}")
+                paced = "" if self.args.rate is None else f", paced at {self.args.rate:g}/s"
+                print(f"live: {len(committed)} commands, {at_a_time} at a time, {where}{paced}")
                 print(f"  commits:          {len(committed) / took:7.0f} /s")
                 print(f"  publish rate:     {len(committed) / span:7.0f} events/s (sustained)")
                 print(
                     f"  commit → confirm: p50 {_ms(q[49])}, p90 {_ms(q[89])}, "
                     f"p99 {_ms(q[98])}, max {_ms(latencies[-1])}"
+                )
+                half = len(backlogs) // 2
+                print(
+                    f"  outbox backlog:   max {max(backlogs, default=0)}, mean of the first half "
+                    f"{statistics.fmean(backlogs[:half] or [0]):.0f}, of the second "
+                    f"{statistics.fmean(backlogs[half:] or [0]):.0f} (sampled every 50 ms)"
                 )
 
                 # --- drain: a backlog, then a relay ---
@@ -229,6 +268,11 @@ class Bench:
                 await channel.exchange_delete(settings.exchange)
                 await pool.close()
 
+    async def sample_backlog(self, pool: asyncpg.Pool, into: list[int]) -> None:
+        while True:
+            into.append(await outbox_backlog(pool, self.queries))
+            await asyncio.sleep(0.05)
+
     async def consume(self, channel: aiormq.abc.AbstractChannel, expected: int) -> set[str]:
         delivered: set[str] = set()
 
@@ -247,6 +291,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="users at a time, in all")
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument("--in-process", action="store_true", help="commands in the relay's loop")
+    parser.add_argument(
+        "--rate", type=float, help="commands per second, in all (default: flat out)"
+    )
     args = parser.parse_args()
     name = f"usersvc_bench_{uuid4().hex[:12]}"
     base, _, _ = ADMIN_URL.rpartition("/")

@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.info("%d migration(s) applied", applied)
     if args.command == "migrate":
         return
-    configure_tracing()  # before the app is made: it instruments aiohttp's Application
+    configure_tracing()  # spans with ids for the logs and events; exported when configured
     if args.command == "relay":
         log.info(
             "relaying the outbox of %s to exchange %r on %s",

@@ -1,7 +1,6 @@
 """Value rules of the contract (§2): each parser turns raw input into a value or a failure."""
 
 import re
-import unicodedata
 from urllib.parse import urlsplit
 
 import phonenumbers
@@ -28,8 +27,11 @@ PHONE_MAX_DIGITS = 15  # E.164
 LINK_MAX_LENGTH = 2048
 CONNECTED_FOR_MAX_LENGTH = 500
 
-# Cc: control characters; Cs: lone surrogates, which JSON can carry but no database can store.
-_CONTROL = frozenset({"Cc", "Cs"})
+# Unicode's Cc (control characters) and Cs (lone surrogates, which JSON can carry but no
+# database can store), as ranges: one regex search instead of a category look-up per
+# character. Unicode's stability policy fixes both categories to exactly these.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # Labels of letters, digits and inner hyphens, dot-separated: the host a browser would
 # open too (urlsplit alone lets "evil.io\\.vk.com" through, which browsers read as evil.io).
@@ -38,12 +40,12 @@ _HOSTNAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 
 
 def _has_control(text: str) -> bool:
-    return any(unicodedata.category(ch) in _CONTROL for ch in text)
+    return _CONTROL.search(text) is not None
 
 
 def _unstorable(text: str) -> bool:
     """NUL and lone surrogates cannot be stored in PostgreSQL ``text``."""
-    return "\x00" in text or any(unicodedata.category(ch) == "Cs" for ch in text)
+    return _UNSTORABLE.search(text) is not None
 
 
 def _name(label: str, raw: str) -> Result[str, InvalidFullname]:

@@ -12,6 +12,8 @@ formatted here, with the messages of asyncpg's errors (which quote the values of
 the conflicting row or of the bad argument) replaced by their SQLSTATE and names.
 """
 
+import asyncio
+import atexit
 import logging
 import os
 import sys
@@ -19,7 +21,8 @@ import traceback
 import warnings
 from collections.abc import MutableMapping
 from contextvars import ContextVar
-from typing import IO, Any, Literal
+from datetime import UTC, datetime
+from typing import IO, Any, BinaryIO, Literal
 
 import orjson
 import structlog
@@ -129,15 +132,58 @@ def _render_text(_: object, __: str, event: EventDict) -> str:
     return orjson.dumps(_ordered(event), default=str).decode()
 
 
+class _TurnBuffered:
+    """structlog's BytesLogger, except that the lines logged in a turn of the event loop
+    go out together when the turn ends: one write to stdout for all the access lines of
+    the requests answered in that turn, instead of a system call per request. A line
+    logged with no loop running in this thread is written at once; what is pending is
+    written at exit too.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._pending: list[bytes] = []
+        atexit.register(self._write)
+
+    def __call__(self, *_: Any) -> "_TurnBuffered":  # structlog's logger factory
+        return self
+
+    def msg(self, message: bytes) -> None:
+        if self._pending:  # a write is already due at the end of this turn
+            self._pending.append(message)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._file.write(message + b"\n")
+            self._file.flush()
+            return
+        self._pending.append(message)
+        loop.call_soon(self._write)
+
+    def _write(self) -> None:
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        lines.append(b"")
+        self._file.write(b"\n".join(lines))
+        self._file.flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
 _handler: logging.Handler | None = None
 _access: Any = None
+# JSON to a byte stream at INFO or below: the access line is written by access() itself.
+_access_json: "_TurnBuffered | None" = None
 
 
 def configure_logging(
     level: str = "INFO", log_format: LogFormat | None = None, stream: IO[str] | None = None
 ) -> None:
     """Route every logger through one renderer on ``stream`` (stdout); may be called again."""
-    global _handler, _access
+    global _handler, _access, _access_json
     stream = sys.stdout if stream is None else stream
     if log_format is None:
         log_format = "console" if stream.isatty() else "json"
@@ -156,7 +202,7 @@ def configure_logging(
         binary = getattr(stream, "buffer", None)
         if binary is not None:  # bytes straight to the stream: no text layer to go through
             finish.append(_render_bytes)
-            native_factory = structlog.BytesLoggerFactory(binary)
+            native_factory = _TurnBuffered(binary)
         else:
             finish.append(_render_text)
             native_factory = structlog.WriteLoggerFactory(stream)
@@ -195,6 +241,8 @@ def configure_logging(
     logging.captureWarnings(True)
     warnings.filterwarnings("ignore", message="It is recommended to use web.AppKey")
     _access = structlog.get_logger().bind(logger="usersvc.access")
+    json_bytes = isinstance(native_factory, _TurnBuffered)
+    _access_json = native_factory if json_bytes and numeric_level <= logging.INFO else None
 
 
 def mask_url(url: str) -> str:
@@ -205,6 +253,24 @@ def mask_url(url: str) -> str:
 
 def access(method: str, route: str, status: int, duration_ms: float, size: int | None) -> None:
     """The access log line of a request (called inside the request's context)."""
+    fast = _access_json
+    if fast is not None:
+        # The line the processors below would make, key for key, made directly: it is
+        # written once per request, and the processor chain cost more than the request.
+        line = {
+            "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "level": "info",
+            "logger": "usersvc.access",
+            "message": "request",
+            "pid": os.getpid(),
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(duration_ms, 3),
+            "size": size,
+        }
+        fast.msg(orjson.dumps(_add_context(None, "info", line), default=str))
+        return
     log = _access
     if log is None:
         return
@@ -221,11 +287,12 @@ def access(method: str, route: str, status: int, duration_ms: float, size: int |
 
 def reset_logging() -> None:
     """Undo :func:`configure_logging` (for tests that capture the lines)."""
-    global _handler, _access
+    global _handler, _access, _access_json
     if _handler is not None:
         logging.getLogger().removeHandler(_handler)
     _handler = None
     _access = None
+    _access_json = None
     structlog.reset_defaults()
     logging.getLogger().setLevel(logging.WARNING)
     logging.captureWarnings(False)

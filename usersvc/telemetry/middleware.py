@@ -1,7 +1,7 @@
-"""One middleware per request: request id, RED metrics and the access log line.
+"""One middleware per request: request id, server span, RED metrics and the access log line.
 
-One rather than three: every layer costs on each request, and these three need
-the same two facts (the route template and the status) at the same moment.
+One rather than four: every layer costs on each request, and these need the same
+facts (the route template and the status) at the same moment.
 """
 
 import re
@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from usersvc.telemetry import logs, metrics
+from usersvc.telemetry.tracing import ServerSpan
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
@@ -37,9 +38,11 @@ async def telemetry(request: web.Request, handler: Handler) -> web.StreamRespons
     started = time.perf_counter()
     rid = request_id(request.headers.get(REQUEST_ID_HEADER))
     token = logs.REQUEST_ID.set(rid)
+    span = ServerSpan.start(request)
     metrics.HTTP_IN_FLIGHT.inc()
     status = 500  # what the client gets if something below us lets an exception through
-    size: int | None = None
+    response: web.StreamResponse | None = None
+    error: BaseException | None = None
     try:
         try:
             response = await handler(request)
@@ -48,14 +51,19 @@ async def telemetry(request: web.Request, handler: Handler) -> web.StreamRespons
             status = exc.status
             raise
         status = response.status
-        size = response.content_length
         if not response.prepared:
             response.headers[REQUEST_ID_HEADER] = rid
         return response
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         seconds = time.perf_counter() - started
         metrics.HTTP_IN_FLIGHT.dec()
         route = route_of(request)
         metrics.observe_request(request.method, route, status, seconds)
-        logs.access(request.method, route, status, seconds * 1000, size)
+        size = None if response is None else response.content_length
+        logs.access(request.method, route, status, seconds * 1000, size)  # in the span
+        if span is not None:
+            span.finish(status, response, error)
         logs.REQUEST_ID.reset(token)

@@ -11,16 +11,25 @@
 """
 
 import os
-import warnings
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from aiohttp import web
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+from opentelemetry.instrumentation import aiohttp_server
+from opentelemetry.instrumentation._semconv import (
+    _get_schema_url,
+    _OpenTelemetrySemanticConventionStability,
+    _OpenTelemetryStabilitySignalType,
+)
+from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.http import get_excluded_urls
 
 TRACER = trace.get_tracer("usersvc")
 # Only W3C trace context goes into events: baggage may carry anything.
@@ -55,23 +64,14 @@ def configure_tracing(
     processor: Any = None,
     sampler: Any = None,
 ) -> None:
-    """Install the aiohttp server instrumentation and the tracer provider, once per process.
+    """Install the tracer provider, once per process.
 
-    Call before the app is created: the instrumentation wraps ``web.Application``.
     ``processor`` and ``sampler`` are for tests (an in-memory span collector).
     """
     global _configured
     if _configured:
         return
     _configured = True
-    instrumentor = AioHttpServerInstrumentor()
-    # Prometheus' scrapes are not worth a trace each (the variable can say otherwise).
-    os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "^/metrics$")
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        with warnings.catch_warnings():
-            # It subclasses web.Application, which aiohttp discourages: the library's affair.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            instrumentor.instrument()
     if _truthy(environ.get("OTEL_SDK_DISABLED")):
         return
 
@@ -170,3 +170,90 @@ def publish_span(headers: Mapping[str, Any], name: str, **attributes: Any) -> An
     """The relay's span for one publish, in the trace of the request whose event it is."""
     parent: Context = W3C.extract({k: v for k, v in headers.items() if isinstance(v, str)})
     return _Span(name, SpanKind.PRODUCER, attributes, parent)
+
+
+# --- the request's server span
+
+_OpenTelemetrySemanticConventionStability._initialize()
+_SEMCONV = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
+    _OpenTelemetryStabilitySignalType.HTTP
+)
+# The instrumentation's own scope, so its spans look as the library's middleware made them.
+_SERVER_TRACER = trace.get_tracer(
+    aiohttp_server.__name__, aiohttp_server.__version__, schema_url=_get_schema_url(_SEMCONV)
+)
+_EXCLUDED_URLS = get_excluded_urls("AIOHTTP_SERVER")
+
+
+_span_names: dict[tuple[str, object], str] = {}
+
+
+def _span_name(request: web.Request) -> str:
+    """The library's span name ("GET /api/v1/users/{user_id}"): a method and a route
+    template, so made once per pair (it reads an environment variable each time).
+    Only matched routes are kept: a client's made-up methods hit no route."""
+    resource = request.match_info.route.resource
+    key = (request.method, resource)
+    name = _span_names.get(key)
+    if name is None:
+        name = aiohttp_server.get_default_span_name(request)
+        if resource is not None:
+            _span_names[key] = name
+    return name
+
+
+class ServerSpan:
+    """The request's SERVER span, as opentelemetry-instrumentation-aiohttp-server makes it
+    (its name, scope, attributes and status, built by its own functions), current while
+    the request is handled.
+
+    Not its middleware: that one collects the request's attributes (URL parsing and
+    redaction) on every request, some 60 µs, also for the spans that are not recorded,
+    which with no exporter is every span. Here they are collected only for a span that
+    is recorded (the sampler decides without them: none of the SDK's samplers reads
+    attributes). Its OpenTelemetry HTTP metrics are not kept: no OpenTelemetry meter
+    provider is configured, so they went nowhere; Prometheus has usersvc_http_*.
+    """
+
+    __slots__ = ("_attributes", "_span", "_token")
+
+    def __init__(self, request: web.Request) -> None:
+        self._span = span = _SERVER_TRACER.start_span(
+            _span_name(request),
+            context=extract(request, getter=aiohttp_server.getter),
+            kind=SpanKind.SERVER,
+        )
+        self._attributes: dict[str, Any] = {}
+        if span.is_recording():
+            self._attributes = aiohttp_server.collect_request_attributes(request, _SEMCONV)
+            span.set_attributes(self._attributes)
+            span.set_attributes(aiohttp_server.collect_request_headers_attributes(request))
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+
+    @classmethod
+    def start(cls, request: web.Request) -> "ServerSpan | None":
+        """The span, unless instrumentation is suppressed or the path excluded (the
+        ``OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS`` variable, as the library reads it)."""
+        if not is_http_instrumentation_enabled() or _EXCLUDED_URLS.url_disabled(request.path):
+            return None
+        return cls(request)
+
+    def finish(
+        self, status: int, response: web.StreamResponse | None, error: BaseException | None
+    ) -> None:
+        """The status the client got (or the error that escaped) on the span; end it."""
+        span = self._span
+        try:
+            if span.is_recording():
+                unexpected = error is not None and not isinstance(error, web.HTTPException)
+                code = type(error).__qualname__ if unexpected else status
+                aiohttp_server.set_status_code(span, code, self._attributes, _SEMCONV)
+                if unexpected or isinstance(error, web.HTTPServerError):
+                    fail(span, error)  # its type, never its message
+                if response is not None:
+                    span.set_attributes(
+                        aiohttp_server.collect_response_headers_attributes(response)
+                    )
+        finally:
+            otel_context.detach(self._token)
+            span.end()
