@@ -213,6 +213,19 @@ async def test_a_generated_client_drives_the_whole_lifecycle(
                 phone=None, email="other@example.com", firstname="O", lastname="T", middlename=None
             ),
         )
+        # look-ups by contact and the listing, a page at a time
+        by_email = await life.ok("find_users", 200, email="generated.client@EXAMPLE.com")
+        assert isinstance(by_email, m.UsersFound)
+        assert [u.user_id for u in by_email.result.users] == [user_id]
+        assert by_email.result.next_cursor is None
+        by_phone = await life.ok("find_users", 200, phone=79161234501)
+        assert [u.user_id for u in by_phone.result.users] == [user_id]
+        first = await life.ok("find_users", 200, limit=1)
+        assert [u.user_id for u in first.result.users] == [user_id]
+        assert isinstance(first.result.next_cursor, str)
+        rest = await life.ok("find_users", 200, limit=1, cursor=first.result.next_cursor)
+        assert [u.user_id for u in rest.result.users] == [other.result]
+        assert rest.result.next_cursor is None
         await life.ok(
             "change_contacts",
             200,

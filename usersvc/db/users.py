@@ -131,6 +131,10 @@ class _Acquired:
         await self._acquiring.__aexit__(*exc_info)
 
 
+# Before every user: the first page of a listing starts after it.
+FIRST_POSITION = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -166,6 +170,29 @@ class Users:
             with sql_span("load_user"):
                 row = await connection.fetchrow(self._q.load_user, user_id)
         return None if row is None else _user(row)
+
+    async def find_by_email(self, email: str) -> list[User]:
+        """Zero or one user: emails are unique case-insensitively."""
+        return await self._fetch("find_user_by_email", email)
+
+    async def find_by_phone(self, phone: int) -> list[User]:
+        return await self._fetch("find_user_by_phone", phone)
+
+    async def page(
+        self, status: UserStatus | None, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[User]:
+        """At most ``limit`` users after the position ``after`` (None: from the first) in
+        (created_at, user_id) order, of one status or all."""
+        created_at, user_id = after if after is not None else FIRST_POSITION
+        if status is None:
+            return await self._fetch("list_users", created_at, user_id, limit)
+        return await self._fetch("list_users_by_status", status.value, created_at, user_id, limit)
+
+    async def _fetch(self, name: str, *args: object) -> list[User]:
+        async with self._connection() as connection:
+            with sql_span(name):
+                rows = await connection.fetch(self._q[name], *args)
+        return [_user(row) for row in rows]
 
     async def execute(self, command: Command, headers: Mapping[str, str] | None = None) -> Decision:
         """Decide the command on the locked user and commit the change with its event.

@@ -22,6 +22,7 @@ from usersvc.http.handlers import (
     USERS,
     Handler,
     command_handler,
+    find_users,
     get_user,
     healthcheck,
 )
@@ -154,6 +155,15 @@ CREATE_CHECKS = (
 )
 
 
+LOOK_UPS = (
+    "`?email=` or `?phone=`: the user with that contact (email case-insensitively), as a "
+    "list of zero or one. Otherwise a listing, oldest first: `status` (default all), "
+    "`limit` 1..100 (default 20) and `cursor` (the previous page's `next_cursor`). "
+    "Keyset pagination on (created_at, user_id): a user that exists throughout a walk "
+    "appears exactly once, whatever is added or deleted meanwhile."
+)
+
+
 def _own(handler: Handler) -> Handler:
     """A handler of this app's own: the documentation decorators write onto the function,
     and every app (tests make many) writes its document afresh."""
@@ -200,6 +210,18 @@ def add_routes(app: web.Application) -> None:
     )
     # No HEAD beside GET: the contract has none, and the document lists only the contract.
     app.router.add_get(API + "/users/{user_id}", user, allow_head=False)
+    found = request_schema(schemas.UsersQuery, location="querystring")(_own(find_users))
+    found = documented(
+        found,
+        tags=["users"],
+        summary="Look a user up by email or phone, or list users a page at a time",
+        description=LOOK_UPS,
+        operation_id="find_users",
+        responses=responses(
+            "find_users", (200, schemas.USERS_FOUND, "the users found"), (), body=False
+        ),
+    )
+    app.router.add_get(API + "/users", found, allow_head=False)
     health = documented(
         _own(healthcheck),
         tags=["health"],

@@ -17,10 +17,11 @@ from usersvc.db.users import Users
 from usersvc.domain import events
 from usersvc.domain.commands import Change, CreateUser, Decision, IfMatch, existing
 from usersvc.domain.failures import DomainFailure
+from usersvc.http import cursors
 from usersvc.http.failures import describe
 from usersvc.http.presenters import etag, present_user
 from usersvc.http.responses import error, invalid, success
-from usersvc.http.schemas import Body, UserPath
+from usersvc.http.schemas import CURSOR, Body, UserPath, UsersQuery
 from usersvc.http.validation import load, read_body
 from usersvc.telemetry import metrics
 from usersvc.telemetry.tracing import trace_headers
@@ -124,6 +125,40 @@ async def get_user(request: web.Request) -> web.Response:
         lambda found: success(present_user(found), headers=etag(found.version))
     )
     return unwrap_or_failure(shown.alt(failed))
+
+
+_users_query = UsersQuery()
+DEFAULT_LIMIT = 20
+
+
+async def find_users(request: web.Request) -> web.Response:
+    """A look-up by email or phone (zero or one user), else one page of the listing.
+    The query string holds personal data: nothing here logs it, and the telemetry
+    sees only the route."""
+    query = load(_users_query, dict(request.query), "query")
+    if not is_successful(query):
+        return invalid(query.failure())
+    asked = query.unwrap()
+    users = request.app[USERS]
+    if "email" in asked:
+        return _page(await users.find_by_email(asked["email"]), None)
+    if "phone" in asked:
+        return _page(await users.find_by_phone(asked["phone"]), None)
+    after = None
+    if "cursor" in asked:
+        after = cursors.decode(asked["cursor"])
+        if after is None:
+            return invalid([{"loc": ["query", "cursor"], "msg": CURSOR, "type": "value_error"}])
+    limit = asked.get("limit", DEFAULT_LIMIT)
+    # One more than the page: whether a next page exists, in the same query.
+    found = await users.page(asked.get("status"), after, limit + 1)
+    page = found[:limit]
+    more = len(found) > limit
+    return _page(page, cursors.encode((page[-1].created_at, page[-1].user_id)) if more else None)
+
+
+def _page(found: list, next_cursor: str | None) -> web.Response:
+    return success({"users": [present_user(u) for u in found], "next_cursor": next_cursor})
 
 
 async def healthcheck(request: web.Request) -> web.Response:
