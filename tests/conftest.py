@@ -27,6 +27,24 @@ ADMIN_URL = os.environ.get(
 AMQP_URL = os.environ.get("USERSVC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-long",
+        action="store_true",
+        help="also run the tests marked long (what .ci/run does)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --run-long the long tests are deselected (not skipped: not passed off as run)."""
+    if config.getoption("--run-long"):
+        return
+    long = [item for item in items if item.get_closest_marker("long")]
+    if long:
+        config.hook.pytest_deselected(items=long)
+        items[:] = [item for item in items if not item.get_closest_marker("long")]
+
+
 def _url_for(database: str) -> str:
     base, _, _ = ADMIN_URL.rpartition("/")
     return f"{base}/{database}"

@@ -46,7 +46,9 @@ def _usersvc(*args: str, env: dict[str, str], cwd: Path | None = None) -> subpro
 
 def _post(url: str, body: object | None = None) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST")
+    # urllib would say the body is a form
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=5) as response:
         return response.status, json.loads(response.read())
 

@@ -22,7 +22,7 @@ from usersvc.db.migrations import apply_migrations
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.startup import DatabaseUnreachableError, wait_for_database
-from usersvc.http.app import create_app
+from usersvc.http.app import SERVER_OPTIONS, create_app
 from usersvc.telemetry import metrics
 from usersvc.telemetry.logs import configure_logging, mask_url
 from usersvc.telemetry.tracing import configure_tracing
@@ -215,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             access_log=None,  # ours is written by the telemetry middleware
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             loop=loop,
+            **SERVER_OPTIONS,  # header and body read timeouts
         )
     except OSError as error:
         if error.errno not in CANNOT_LISTEN:

@@ -82,7 +82,11 @@ async def test_a_chunked_body_over_one_mebibyte_is_413(api: TestClient):
             yield b" " * 100_000
         yield b"{}"
 
-    response = await api.put(API + "/users/recovery-user", data=chunks())
+    response = await api.put(
+        API + "/users/recovery-user",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},  # else the client says octet-stream
+    )
     await expect_error(response, 413, "payload_too_large")
 
 
@@ -103,3 +107,15 @@ async def test_an_unreachable_database_makes_a_command_a_503_with_retry_after(ai
     response = await client.get(f"{API}/users/00000000-0000-4000-8000-000000000000")
     await expect_error(response, 503, "service_unavailable")
     assert response.headers["Retry-After"]
+
+
+async def test_a_wrong_method_on_a_command_allows_only_the_commands_method(api: TestClient):
+    """Not also GET: the user's GET route does not take a command's name for an id."""
+    for method, path, allowed in (
+        ("OPTIONS", "/users/change-contacts", "PUT"),
+        ("GET", "/users/delete-user-permanently", "DELETE"),
+        ("PATCH", "/users/create_user", "POST"),
+    ):
+        response = await api.request(method, API + path)
+        await expect_error(response, 405, "method_not_allowed")
+        assert response.headers["Allow"] == allowed

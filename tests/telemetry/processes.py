@@ -49,7 +49,8 @@ def usersvc(*args: str, env: dict[str, str]) -> subprocess.Popen:
 
 def request(url: str, body: object | None = None, method: str | None = None) -> tuple[int, bytes]:
     data = None if body is None else json.dumps(body).encode()
-    call = urllib.request.Request(url, data=data, method=method)
+    headers = {"Content-Type": "application/json"}  # urllib would say the body is a form
+    call = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(call, timeout=10) as response:
             return response.status, response.read()

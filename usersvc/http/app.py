@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -28,12 +29,19 @@ from usersvc.http.handlers import (
 )
 from usersvc.http.middleware import envelopes
 from usersvc.http.openapi import IF_MATCH, documented, responses, with_etag
+from usersvc.http.overload import DEFAULT_LIMIT, DEFAULT_WAIT, overload_limit
 from usersvc.telemetry import metrics
 from usersvc.telemetry.middleware import telemetry
 
 API = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
 RELAY_CLOSE_SECONDS = 10.0  # beyond the confirm timeout, to close its connections
+# How the server runs the app (``web.run_app``/``AppRunner`` keywords). A connection
+# that has not sent a whole request's headers within the keep-alive timeout is
+# closed, so a client trickling its headers holds nothing for long (its body has
+# the read timeout in ``validation``, and the rest of an unread body is waited for
+# only briefly after the answer).
+SERVER_OPTIONS = {"keepalive_timeout": 10.0, "lingering_time": 2.0}
 
 type Context = Callable[[web.Application], AsyncIterator[None]]
 
@@ -154,6 +162,16 @@ CREATE_CHECKS = (
     "(422 envelope), then that no other user has the email or phone (409)."
 )
 
+# GET /users/{user_id}, where {user_id} is anything but a command's name: a wrong method
+# on a command is then a 405 whose Allow names that command's method only (not GET),
+# while any other text still reaches the handler and its 422 for a malformed UUID.
+_COMMAND_NAMES = "|".join(
+    re.escape(command.path.removeprefix("/users/"))
+    for command in COMMANDS
+    if command.path.startswith("/users/")
+)
+USER_PATH = f"/users/{{user_id:(?!(?:{_COMMAND_NAMES})$)[^/]+}}"
+
 
 LOOK_UPS = (
     "`?email=` or `?phone=`: the user with that contact (email case-insensitively), as a "
@@ -209,7 +227,7 @@ def add_routes(app: web.Application) -> None:
         ),
     )
     # No HEAD beside GET: the contract has none, and the document lists only the contract.
-    app.router.add_get(API + "/users/{user_id}", user, allow_head=False)
+    app.router.add_get(API + USER_PATH, user, allow_head=False)
     found = request_schema(schemas.UsersQuery, location="querystring")(_own(find_users))
     found = documented(
         found,
@@ -277,11 +295,23 @@ async def _outbox_stats(request: web.Request) -> tuple[int, float] | None:
 
 
 def create_app(
-    database_url: str, *, relay: RelaySettings | None = None, pool_min_size: int = 2
+    database_url: str,
+    *,
+    relay: RelaySettings | None = None,
+    pool_min_size: int = 2,
+    max_concurrency: int = DEFAULT_LIMIT,
+    queue_wait: float = DEFAULT_WAIT,
 ) -> web.Application:
-    """The API; with ``relay`` settings the outbox relay runs in this process too."""
+    """The API; with ``relay`` settings the outbox relay runs in this process too.
+    At most ``max_concurrency`` requests run at once; others wait up to ``queue_wait``
+    seconds, then get 503 (the health check and /metrics never wait)."""
+    overload = overload_limit(
+        max_concurrency, queue_wait, frozenset({API + "/healthcheck", "/metrics"})
+    )
     # The telemetry middleware outside the envelopes: it sees the status the client gets.
-    app = web.Application(middlewares=[telemetry, envelopes], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[telemetry, envelopes, overload], client_max_size=MAX_BODY_BYTES
+    )
     app[QUERIES] = load()
     app.router.add_get("/metrics", metrics.metrics_handler(_outbox_stats))
     app.cleanup_ctx.append(_database(database_url, pool_min_size))

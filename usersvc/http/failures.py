@@ -48,6 +48,7 @@ FAILURES: Mapping[type, ErrorInfo] = {
 # The shell's answers: what no domain rule decides.
 NOT_FOUND = ErrorInfo(404, "not_found", "Not found")
 METHOD_NOT_ALLOWED = ErrorInfo(405, "method_not_allowed", "Method not allowed")
+REQUEST_TIMEOUT = ErrorInfo(408, "request_timeout", "The request body came too slowly")
 PAYLOAD_TOO_LARGE = ErrorInfo(413, "payload_too_large", "Request body is larger than 1 MiB")
 UNSUPPORTED_MEDIA_TYPE = ErrorInfo(
     415, "unsupported_media_type", "Request body must be JSON (application/json or +json)"
@@ -61,7 +62,14 @@ OVERLOADED = ErrorInfo(503, "service_unavailable", "The service is busy, try aga
 
 # Answered to any request (by the middleware) and for every route (by aiohttp).
 HTTP_ERRORS: Mapping[int, ErrorInfo] = {
-    e.status: e for e in (NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE)
+    e.status: e
+    for e in (
+        NOT_FOUND,
+        METHOD_NOT_ALLOWED,
+        REQUEST_TIMEOUT,
+        PAYLOAD_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+    )
 }
 
 

@@ -1,10 +1,10 @@
 """Reading a request into a domain command, or into the contract's ``detail`` list."""
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 from returns.result import Failure, Result, Success
@@ -14,22 +14,52 @@ from usersvc.http.schemas import ERROR_TYPES
 type Detail = list[dict[str, object]]
 
 
+# A client that sends its body slower than this is cut off (408), so one slow
+# client cannot hold a connection and a handler for long.
+BODY_READ_TIMEOUT = 10.0
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+class DuplicateKeyError(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: a repeated key is ambiguous, refused."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise DuplicateKeyError(f"the key {repeated!r} is repeated")
+    return found
+
+
 def parse_json(raw: bytes) -> Result[Any, Detail]:
+    """Strict JSON in UTF-8: no NaN or Infinity, no repeated keys; integers of any size
+    (the rules judge them). One pass of the standard library's C scanner."""
     try:
-        return Success(orjson.loads(raw))
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        # orjson refuses integers beyond 64 bits, which are still JSON: let the rules judge them.
-        return Success(json.loads(raw, parse_constant=_reject_constant))
+        return Success(
+            json.loads(
+                raw.decode("utf-8"), object_pairs_hook=_object, parse_constant=_reject_constant
+            )
+        )
     except (ValueError, RecursionError) as error:  # nesting deeper than Python recurses
         return Failure(
             [{"loc": ["body"], "msg": f"JSON decode error: {error}", "type": "json_invalid"}]
         )
+
+
+def is_json(content_type: str | None) -> bool:
+    """``application/json``, any ``application/*+json``, or no Content-Type at all."""
+    if content_type is None:
+        return True
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def details(messages: Mapping[str, Any], where: str) -> Detail:
@@ -55,6 +85,13 @@ def load(schema: Schema, data: Any, where: str) -> Result[Any, Detail]:
 
 
 async def read_body(request: web.Request, schema: Schema) -> Result[Any, Detail]:
-    """The body as the schema's command. A body over the size limit raises 413 here."""
-    raw = await request.read()
+    """The body as the schema's command. A body that is not JSON raises 415 before it
+    is read, one over the size limit 413, one that comes too slowly 408."""
+    if not is_json(request.headers.get("Content-Type")):
+        raise web.HTTPUnsupportedMediaType
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            raw = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(headers={"Connection": "close"}) from None
     return parse_json(raw).bind(lambda data: load(schema, data, "body"))

@@ -1,0 +1,5 @@
+"""The API tests' fixtures, for the reliability tests too."""
+
+from tests.api.conftest import api, tables
+
+__all__ = ["api", "tables"]
