@@ -125,3 +125,15 @@ async def test_a_walk_over_1000_users_sees_each_one_present_throughout_exactly_o
     assert len(seen) == len(set(seen)), "a user appeared twice"
     assert set(present) <= set(seen), "a user present throughout was skipped"
     assert positions == sorted(positions)
+
+
+async def test_a_look_up_of_a_contact_no_user_can_have_finds_no_one(api):
+    await create_user(api)
+    for query in (
+        {"phone": "9" * 30},
+        {"email": "a\x00b@example.org"},
+        {"email": "x" * 300 + "@example.org"},
+    ):
+        assert await find(api, **query) == {"users": [], "next_cursor": None}
+    response = await api.get(f"{API}/users?email=%ED%A0%80%40example.org")  # a lone surrogate
+    assert response.status in (200, 422)

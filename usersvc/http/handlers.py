@@ -128,6 +128,22 @@ async def get_user(request: web.Request) -> web.Response:
 
 
 _users_query = UsersQuery()
+# What no stored contact can be is found without asking the database, which would
+# refuse it (a bigint out of range, a NUL or a lone surrogate in text): E.164 has at
+# most 15 digits, an email at most 254 characters.
+MAX_PHONE = 999_999_999_999_999
+
+
+def _storable(email: str) -> bool:
+    if len(email) > 254 or "\x00" in email:
+        return False
+    try:
+        email.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 DEFAULT_LIMIT = 20
 
 
@@ -141,9 +157,11 @@ async def find_users(request: web.Request) -> web.Response:
     asked = query.unwrap()
     users = request.app[USERS]
     if "email" in asked:
-        return _page(await users.find_by_email(asked["email"]), None)
+        email = asked["email"]
+        return _page(await users.find_by_email(email) if _storable(email) else [], None)
     if "phone" in asked:
-        return _page(await users.find_by_phone(asked["phone"]), None)
+        phone = asked["phone"]
+        return _page(await users.find_by_phone(phone) if phone <= MAX_PHONE else [], None)
     after = None
     if "cursor" in asked:
         after = cursors.decode(asked["cursor"])

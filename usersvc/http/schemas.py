@@ -231,10 +231,17 @@ class UsersQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    # No "format: email": a malformed address is a look-up that finds no one.
     email = fields.String(
-        metadata={"description": "the user with this email (case-insensitively)", **EMAIL}
+        metadata={
+            "description": "the user with this email (case-insensitively)",
+            "example": "ivan@example.com",
+        }
     )
-    phone = QueryInt(metadata={"description": "the user with this phone", **PHONE})
+    # No "format: int64": digits beyond any phone are a look-up that finds no one.
+    phone = QueryInt(
+        metadata={"description": "the user with this phone (E.164 digits)", "example": 79161234567}
+    )
     status = fields.Enum(
         UserStatus,
         by_value=fields.String,
