@@ -5,7 +5,7 @@
 -- One user with their linked accounts (oldest connection first), for reading.
 -- $1 user_id
 SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
-       u.status, u.created_at, u.deleted_at,
+       u.status, u.created_at, u.deleted_at, u.version,
        ARRAY(SELECT la FROM linked_accounts la
              WHERE la.user_id = u.user_id
              ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
@@ -17,13 +17,64 @@ WHERE u.user_id = $1;
 -- so commands on one user run one after another (and their events keep order).
 -- $1 user_id
 SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
-       u.status, u.created_at, u.deleted_at,
+       u.status, u.created_at, u.deleted_at, u.version,
        ARRAY(SELECT la FROM linked_accounts la
              WHERE la.user_id = u.user_id
              ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
 FROM users u
 WHERE u.user_id = $1
 FOR UPDATE OF u;
+
+-- name: find_user_by_email
+-- The user with this email, compared case-insensitively (index users_email_key).
+-- $1 email
+SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
+       u.status, u.created_at, u.deleted_at, u.version,
+       ARRAY(SELECT la FROM linked_accounts la
+             WHERE la.user_id = u.user_id
+             ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
+FROM users u
+WHERE lower(u.email) = lower($1);
+
+-- name: find_user_by_phone
+-- The user with this phone (index users_phone_key).
+-- $1 phone
+SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
+       u.status, u.created_at, u.deleted_at, u.version,
+       ARRAY(SELECT la FROM linked_accounts la
+             WHERE la.user_id = u.user_id
+             ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
+FROM users u
+WHERE u.phone = $1;
+
+-- name: list_users
+-- One page of users after a position, in (created_at, user_id) order: keyset
+-- pagination, so a page never repeats or skips a user that exists throughout the
+-- walk, however many are added or deleted meanwhile (index users_created_at).
+-- $1 created_at and $2 user_id of the last user of the previous page (the first
+-- page: the smallest timestamp and the nil UUID), $3 most users
+SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
+       u.status, u.created_at, u.deleted_at, u.version,
+       ARRAY(SELECT la FROM linked_accounts la
+             WHERE la.user_id = u.user_id
+             ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
+FROM users u
+WHERE (u.created_at, u.user_id) > ($1, $2)
+ORDER BY u.created_at, u.user_id
+LIMIT $3;
+
+-- name: list_users_by_status
+-- As list_users, only users of one status (index users_status_created_at).
+-- $1 status, $2 created_at and $3 user_id of the previous page's last user, $4 most users
+SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
+       u.status, u.created_at, u.deleted_at, u.version,
+       ARRAY(SELECT la FROM linked_accounts la
+             WHERE la.user_id = u.user_id
+             ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
+FROM users u
+WHERE u.status = $1 AND (u.created_at, u.user_id) > ($2, $3)
+ORDER BY u.created_at, u.user_id
+LIMIT $4;
 
 -- name: delete_user
 -- Permanent deletion; the user's linked accounts go with it (ON DELETE CASCADE).

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from tests.conftest import AMQP_URL
+from tests.test_migrations import MIGRATIONS
 
 STARTUP_SECONDS = 60
 
@@ -95,7 +96,7 @@ def test_migrate_creates_the_schema_and_a_second_run_applies_nothing(
     empty_database_url: str,
 ) -> None:
     env = _env(USERSVC_DATABASE_URL=empty_database_url)
-    assert "2 migration(s) applied" in _migrate(env)
+    assert f"{MIGRATIONS} migration(s) applied" in _migrate(env)
     with psycopg.connect(empty_database_url) as connection:
         tables = {
             row[0]

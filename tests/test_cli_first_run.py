@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.test_cli import _env, _free_port, _post, _stop, _usersvc, _wait_healthy
+from tests.test_migrations import MIGRATIONS
 from usersvc import __version__
 from usersvc.config import DEFAULTS
 
@@ -193,7 +194,7 @@ def test_a_database_that_comes_up_late_is_waited_for(late_database: str):
     log = run.stdout + run.stderr  # wherever the logging setup writes
     assert run.returncode == 0, log
     assert f"the database answered after {REFUSED + 1} attempts" in log
-    assert "2 migration(s) applied" in log
+    assert f"{MIGRATIONS} migration(s) applied" in log
 
 
 def test_a_port_already_taken_is_one_line_and_exit_status_1(empty_database_url: str):

@@ -3,8 +3,16 @@
 import psycopg
 
 from usersvc.db.migrations import apply_migrations, rollback_migrations
+from usersvc.db.queries import MIGRATIONS_DIR
 
 SCHEMA = {"users", "linked_accounts", "outbox"}
+# Every migration's id (file name without .sql), in the order they apply.
+MIGRATION_IDS = sorted(
+    p.name.removesuffix(".sql")
+    for p in MIGRATIONS_DIR.glob("*.sql")
+    if not p.name.endswith(".rollback.sql")
+)
+MIGRATIONS = len(MIGRATION_IDS)
 
 
 def _tables(database_url: str) -> set[str]:
@@ -21,7 +29,7 @@ def test_rolling_back_every_migration_leaves_no_table_and_they_apply_again(
     database_url: str,
 ) -> None:
     assert _tables(database_url) == SCHEMA
-    assert rollback_migrations(database_url, count=2) == 2
+    assert rollback_migrations(database_url, count=MIGRATIONS) == MIGRATIONS
     assert _tables(database_url) == set()
-    assert apply_migrations(database_url) == 2
+    assert apply_migrations(database_url) == MIGRATIONS
     assert _tables(database_url) == SCHEMA

@@ -50,6 +50,7 @@ USER_FIELDS = {
     "email",
     "phone",
     "linked_accounts",
+    "version",  # beyond the contract: for If-Match
 }
 ACCOUNT_FIELDS = {
     "linked_account_id",

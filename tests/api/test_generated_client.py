@@ -113,6 +113,7 @@ class Lifecycle:
     async def ok(self, name: str, status: int, **kwargs: Any) -> Any:
         response = await self.operation(name).asyncio_detailed(client=self.client, **kwargs)
         assert response.status_code == status, response.content
+        self.headers = response.headers
         parsed = response.parsed
         assert parsed.status == status
         return parsed
@@ -171,6 +172,8 @@ async def test_a_generated_client_drives_the_whole_lifecycle(
         assert user.phone == 79161234501
         assert user.middlename is None
         assert user.linked_accounts == []
+        assert user.version == 1
+        assert life.headers["ETag"] == '"1"'
 
         # create_user's failures
         await life.fails("create_user", 409, "user_already_exists", body=body)
@@ -194,16 +197,15 @@ async def test_a_generated_client_drives_the_whole_lifecycle(
         (issue,) = response.parsed.detail
         assert (issue.loc, issue.type_) == (["body", "phone"], "int_type")
 
-        # names and contacts
-        done = await life.ok(
-            "change_fullname",
-            200,
-            body=m.ChangeFullnameBody(
-                user_id=user_id, firstname="Pyotr", lastname="Ivanov", middlename="Ilyich"
-            ),
+        # names and contacts, the first change only if no one changed the user since
+        rename = m.ChangeFullnameBody(
+            user_id=user_id, firstname="Pyotr", lastname="Ivanov", middlename="Ilyich"
         )
+        done = await life.ok("change_fullname", 200, body=rename, if_match='"1"')
         assert isinstance(done, m.Done)
         assert done.result is None
+        assert life.headers["ETag"] == '"2"'
+        await life.fails("change_fullname", 412, "precondition_failed", body=rename, if_match='"1"')
         other = await life.ok(
             "create_user",
             201,
@@ -211,6 +213,19 @@ async def test_a_generated_client_drives_the_whole_lifecycle(
                 phone=None, email="other@example.com", firstname="O", lastname="T", middlename=None
             ),
         )
+        # look-ups by contact and the listing, a page at a time
+        by_email = await life.ok("find_users", 200, email="generated.client@EXAMPLE.com")
+        assert isinstance(by_email, m.UsersFound)
+        assert [u.user_id for u in by_email.result.users] == [user_id]
+        assert by_email.result.next_cursor is None
+        by_phone = await life.ok("find_users", 200, phone=79161234501)
+        assert [u.user_id for u in by_phone.result.users] == [user_id]
+        first = await life.ok("find_users", 200, limit=1)
+        assert [u.user_id for u in first.result.users] == [user_id]
+        assert isinstance(first.result.next_cursor, str)
+        rest = await life.ok("find_users", 200, limit=1, cursor=first.result.next_cursor)
+        assert [u.user_id for u in rest.result.users] == [other.result]
+        assert rest.result.next_cursor is None
         await life.ok(
             "change_contacts",
             200,
@@ -281,6 +296,8 @@ async def test_a_generated_client_drives_the_whole_lifecycle(
         assert account.connection_link == "https://vk.com/generated"
         assert account.connected_for == "notifications"
         assert isinstance(account.connected_at, datetime)
+        # fullname, contacts, link, reason: four changes after creation
+        assert user.version == 5
         await life.ok(
             "unlink_social_network",
             200,

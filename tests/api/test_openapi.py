@@ -27,6 +27,7 @@ OPERATIONS = {
         API + "/users/change-social-network-connection-reason",
     ): "change_social_network_connection_reason",
     ("get", API + "/users/{user_id}"): "get_user",
+    ("get", API + "/users"): "find_users",  # beyond the contract: look-ups and listing
 }
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nope"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

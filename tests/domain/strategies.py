@@ -218,6 +218,7 @@ def users(
         created_at=created_at,
         deleted_at=deleted_at,
         linked_accounts=draw(linked_accounts(min_accounts, max_accounts)),
+        version=draw(st.integers(1, 2**62)),
     )
 
 

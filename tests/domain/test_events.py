@@ -7,6 +7,7 @@ from returns.result import Success
 
 from tests.contract import EVENT_DATA_KEYS
 from tests.domain.strategies import (
+    COMMANDS_ON_A_USER,
     CREATE_USERS,
     REASONS,
     STAMPS,
@@ -64,6 +65,7 @@ def test_create_user_emits_user_created_with_the_new_users_data(command, stamp):
     event = the_event(result, events.UserCreated, stamp.new_id, stamp)
     user: User = result.unwrap().user
     assert event.data() == {
+        "version": 1,
         "firstname": user.fullname.firstname,
         "lastname": user.fullname.lastname,
         "middlename": user.fullname.middlename,
@@ -78,7 +80,7 @@ def test_create_user_emits_user_created_with_the_new_users_data(command, stamp):
 def test_recover_user_emits_user_recovered_with_status_active(user, stamp):
     result = commands.recover_user(user, commands.RecoverUser(user.user_id), stamp)
     event = the_event(result, events.UserRecovered, user.user_id, stamp)
-    assert event.data() == {"status": UserStatus.ACTIVE}
+    assert event.data() == {"version": user.version + 1, "status": UserStatus.ACTIVE}
     assert result.unwrap().user.status == event.data()["status"]
 
 
@@ -91,8 +93,16 @@ def test_delete_user_temporarily_emits_user_temporarily_deleted_with_status_and_
     result = commands.delete_user_temporarily(user, command, stamp)
     event = the_event(result, events.UserTemporarilyDeleted, user.user_id, stamp)
     new = result.unwrap().user
-    assert event.data() == {"status": UserStatus.DELETED, "deleted_at": stamp.now}
-    assert event.data() == {"status": new.status, "deleted_at": new.deleted_at}
+    assert event.data() == {
+        "version": user.version + 1,
+        "status": UserStatus.DELETED,
+        "deleted_at": stamp.now,
+    }
+    assert event.data() == {
+        "version": user.version + 1,
+        "status": new.status,
+        "deleted_at": new.deleted_at,
+    }
 
 
 @records
@@ -104,7 +114,8 @@ def test_delete_user_permanently_emits_user_permanently_deleted_with_every_linke
     result = commands.delete_user_permanently(user, command, stamp)
     event = the_event(result, events.UserPermanentlyDeleted, user.user_id, stamp)
     assert event.data() == {
-        "linked_account_ids": tuple(a.linked_account_id for a in user.linked_accounts)
+        "version": user.version + 1,
+        "linked_account_ids": tuple(a.linked_account_id for a in user.linked_accounts),
     }
     assert result.unwrap().user is None
 
@@ -117,6 +128,7 @@ def test_change_fullname_emits_fullname_changed_with_the_new_fullname(data, user
     event = the_event(result, events.FullnameChanged, user.user_id, stamp)
     new = result.unwrap().user
     assert event.data() == {
+        "version": user.version + 1,
         "firstname": new.fullname.firstname,
         "lastname": new.fullname.lastname,
         "middlename": new.fullname.middlename,
@@ -124,7 +136,7 @@ def test_change_fullname_emits_fullname_changed_with_the_new_fullname(data, user
     assert new.fullname.firstname == command.firstname.strip()
     assert new.fullname.lastname == command.lastname.strip()
     assert new.fullname.middlename == ((command.middlename or "").strip() or None)
-    assert new == evolve(user, fullname=new.fullname)
+    assert new == evolve(user, version=user.version + 1, fullname=new.fullname)
 
 
 @records
@@ -137,11 +149,15 @@ def test_change_contacts_emits_contacts_changed_with_the_new_contacts_as_a_full_
     result = commands.change_contacts(user, command, stamp)
     event = the_event(result, events.ContactsChanged, user.user_id, stamp)
     new = result.unwrap().user
-    assert event.data() == {"email": new.contacts.email, "phone": new.contacts.phone}
+    assert event.data() == {
+        "version": user.version + 1,
+        "email": new.contacts.email,
+        "phone": new.contacts.phone,
+    }
     # A full replacement: None clears.
     assert (new.contacts.email is None) == (email is None)
     assert new.contacts.phone == phone
-    assert new == evolve(user, contacts=new.contacts)
+    assert new == evolve(user, version=user.version + 1, contacts=new.contacts)
 
 
 @records
@@ -156,6 +172,7 @@ def test_link_social_network_emits_linked_account_created_with_the_new_account(d
     event = the_event(result, events.LinkedAccountCreated, user.user_id, stamp)
     account = result.unwrap().user.linked_accounts[-1]
     assert event.data() == {
+        "version": user.version + 1,
         "linked_account_id": stamp.new_id,
         "social_network": network,
         "connection_link": account.connection_link.url,
@@ -176,6 +193,7 @@ def test_unlink_social_network_emits_linked_account_deleted_with_the_accounts_id
     result = commands.unlink_social_network(user, command, stamp)
     event = the_event(result, events.LinkedAccountDeleted, user.user_id, stamp)
     assert event.data() == {
+        "version": user.version + 1,
         "linked_account_id": account.linked_account_id,
         "social_network": account.social_network,
     }
@@ -191,7 +209,23 @@ def test_change_connection_reason_emits_connection_reason_changed_with_the_new_r
     command = commands.ChangeConnectionReason(user.user_id, account.linked_account_id, reason)
     result = commands.change_connection_reason(user, command, stamp)
     event = the_event(result, events.ConnectionReasonChanged, user.user_id, stamp)
-    assert event.data() == {"linked_account_id": account.linked_account_id, "connected_for": reason}
+    assert event.data() == {
+        "version": user.version + 1,
+        "linked_account_id": account.linked_account_id,
+        "connected_for": reason,
+    }
     new_account = result.unwrap().user.linked_account(account.linked_account_id)
     assert new_account is not None
     assert new_account.connected_for == reason
+
+
+@records
+@given(user=users(), stamp=STAMPS, data=st.data())
+def test_every_change_increments_the_version_by_one_and_its_event_carries_it(user, stamp, data):
+    name = data.draw(st.sampled_from(sorted(COMMANDS_ON_A_USER)))
+    command = data.draw(valid_commands(name, user.user_id, user))
+    result = COMMANDS_ON_A_USER[name](user, command, stamp)
+    if isinstance(result, Success):
+        change = result.unwrap()
+        assert change.event.version == user.version + 1
+        assert change.user is None or change.user.version == user.version + 1

@@ -138,7 +138,7 @@ def test_linking_adds_one_account_and_keeps_the_others_and_the_rest_of_the_user(
     assert (added.connected_for, added.connected_at) == (reason, stamp.now)
     expected_url = link if link.startswith(("http://", "https://")) else f"https://{link}"
     assert added.connection_link.url == expected_url
-    assert new == evolve(user, linked_accounts=new.linked_accounts)
+    assert new == evolve(user, version=user.version + 1, linked_accounts=new.linked_accounts)
 
 
 # --- unlink and change reason -------------------------------------------------
@@ -181,7 +181,7 @@ def test_unlinking_removes_only_that_account(data, user, stamp):
     command = commands.UnlinkSocialNetwork(user.user_id, account.linked_account_id)
     new = commands.unlink_social_network(user, command, stamp).unwrap().user
     assert new.linked_accounts == tuple(a for a in user.linked_accounts if a != account)
-    assert new == evolve(user, linked_accounts=new.linked_accounts)
+    assert new == evolve(user, version=user.version + 1, linked_accounts=new.linked_accounts)
 
 
 @records
@@ -193,7 +193,7 @@ def test_changing_the_reason_changes_only_that_accounts_connected_for(data, user
     assert new.linked_accounts == tuple(
         evolve(a, connected_for=reason) if a == account else a for a in user.linked_accounts
     )
-    assert new == evolve(user, linked_accounts=new.linked_accounts)
+    assert new == evolve(user, version=user.version + 1, linked_accounts=new.linked_accounts)
 
 
 # --- the order of checks: status (400) before the command's own rules -----------
@@ -230,14 +230,16 @@ def test_a_deleted_user_is_refused_before_the_commands_own_rules_are_checked(
 def test_temporary_deletion_sets_deleted_at_to_now_and_keeps_everything_else(user, stamp):
     command = commands.DeleteUserTemporarily(user.user_id)
     new = commands.delete_user_temporarily(user, command, stamp).unwrap().user
-    assert new == evolve(user, status=UserStatus.DELETED, deleted_at=stamp.now)
+    assert new == evolve(
+        user, version=user.version + 1, status=UserStatus.DELETED, deleted_at=stamp.now
+    )
 
 
 @records
 @given(user=users(UserStatus.DELETED), stamp=STAMPS)
 def test_recovery_clears_deleted_at_and_keeps_everything_else(user, stamp):
     new = commands.recover_user(user, commands.RecoverUser(user.user_id), stamp).unwrap().user
-    assert new == evolve(user, status=UserStatus.ACTIVE, deleted_at=None)
+    assert new == evolve(user, version=user.version + 1, status=UserStatus.ACTIVE, deleted_at=None)
 
 
 @records
@@ -249,7 +251,7 @@ def test_deleting_temporarily_then_recovering_gives_the_user_back(user, stamp, l
     recovered = commands.recover_user(
         deleted.unwrap().user, commands.RecoverUser(user.user_id), later
     )
-    assert recovered.unwrap().user == user
+    assert recovered.unwrap().user == evolve(user, version=user.version + 2)
 
 
 @records

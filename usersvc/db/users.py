@@ -98,6 +98,7 @@ def _user(row: asyncpg.Record) -> User:
         created_at=row["created_at"],
         deleted_at=row["deleted_at"],
         linked_accounts=tuple(_linked_account(a) for a in row["linked_accounts"]),
+        version=row["version"],
     )
 
 
@@ -128,6 +129,10 @@ class _Acquired:
     async def __aexit__(self, *exc_info: object) -> None:
         metrics.released()
         await self._acquiring.__aexit__(*exc_info)
+
+
+# Before every user: the first page of a listing starts after it.
+FIRST_POSITION = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
 
 
 def utcnow() -> datetime:
@@ -165,6 +170,29 @@ class Users:
             with sql_span("load_user"):
                 row = await connection.fetchrow(self._q.load_user, user_id)
         return None if row is None else _user(row)
+
+    async def find_by_email(self, email: str) -> list[User]:
+        """Zero or one user: emails are unique case-insensitively."""
+        return await self._fetch("find_user_by_email", email)
+
+    async def find_by_phone(self, phone: int) -> list[User]:
+        return await self._fetch("find_user_by_phone", phone)
+
+    async def page(
+        self, status: UserStatus | None, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[User]:
+        """At most ``limit`` users after the position ``after`` (None: from the first) in
+        (created_at, user_id) order, of one status or all."""
+        created_at, user_id = after if after is not None else FIRST_POSITION
+        if status is None:
+            return await self._fetch("list_users", created_at, user_id, limit)
+        return await self._fetch("list_users_by_status", status.value, created_at, user_id, limit)
+
+    async def _fetch(self, name: str, *args: object) -> list[User]:
+        async with self._connection() as connection:
+            with sql_span(name):
+                rows = await connection.fetch(self._q[name], *args)
+        return [_user(row) for row in rows]
 
     async def execute(self, command: Command, headers: Mapping[str, str] | None = None) -> Decision:
         """Decide the command on the locked user and commit the change with its event.
@@ -241,11 +269,18 @@ class Users:
                     user.contacts.phone,
                     user.status.value,
                     user.created_at,
+                    user.version,
                 )
             case events.UserRecovered() | events.UserTemporarilyDeleted():
                 assert user is not None
                 await _execute(
-                    connection, q, "change_status", *written, user.status.value, user.deleted_at
+                    connection,
+                    q,
+                    "change_status",
+                    *written,
+                    user.status.value,
+                    user.deleted_at,
+                    user.version,
                 )
             case events.UserPermanentlyDeleted():
                 # Rare, and three statements read better than one: the row goes, the
@@ -268,9 +303,18 @@ class Users:
                     event.firstname,
                     event.lastname,
                     event.middlename,
+                    event.version,
                 )
             case events.ContactsChanged():
-                await _execute(connection, q, "change_contacts", *written, event.email, event.phone)
+                await _execute(
+                    connection,
+                    q,
+                    "change_contacts",
+                    *written,
+                    event.email,
+                    event.phone,
+                    event.version,
+                )
             case events.LinkedAccountCreated():
                 assert user is not None
                 account = user.linked_account(event.linked_account_id)
@@ -286,9 +330,17 @@ class Users:
                     account.connection_link.key,
                     account.connected_for,
                     account.connected_at,
+                    event.version,
                 )
             case events.LinkedAccountDeleted():
-                await _execute(connection, q, "unlink_account", *written, event.linked_account_id)
+                await _execute(
+                    connection,
+                    q,
+                    "unlink_account",
+                    *written,
+                    event.linked_account_id,
+                    event.version,
+                )
             case events.ConnectionReasonChanged():
                 await _execute(
                     connection,
@@ -297,6 +349,7 @@ class Users:
                     *written,
                     event.linked_account_id,
                     event.connected_for,
+                    event.version,
                 )
             case _:
                 raise TypeError(f"no write for {event.event_name}")

@@ -7,7 +7,7 @@ its event in one transaction. ``None`` for a user means it does not exist.
 from datetime import datetime
 from uuid import UUID
 
-from attrs import evolve, frozen
+from attrs import evolve, field, frozen
 from returns.result import Failure, Result, Success
 
 from usersvc.domain import events
@@ -15,6 +15,7 @@ from usersvc.domain.failures import (
     DomainFailure,
     LinkedAccountAlreadyExists,
     LinkedAccountNotFound,
+    PreconditionFailed,
     UserAlreadyActive,
     UserAlreadyDeleted,
     UserDeleted,
@@ -46,6 +47,11 @@ class Change:
     event: events.Event
 
 
+# The versions an ``If-Match`` accepts; None: no condition (no header, or ``*``). An
+# empty set is a header that names no version (weak or malformed): it never matches.
+type IfMatch = frozenset[int] | None
+
+
 # --- commands: raw input, as the request carried it (types checked, values not) ---
 
 
@@ -61,16 +67,19 @@ class CreateUser:
 @frozen
 class RecoverUser:
     user_id: UUID
+    if_match: IfMatch = field(default=None, kw_only=True)
 
 
 @frozen
 class DeleteUserTemporarily:
     user_id: UUID
+    if_match: IfMatch = field(default=None, kw_only=True)
 
 
 @frozen
 class DeleteUserPermanently:
     user_id: UUID
+    if_match: IfMatch = field(default=None, kw_only=True)
 
 
 @frozen
@@ -79,6 +88,7 @@ class ChangeFullname:
     firstname: str
     lastname: str
     middlename: str | None
+    if_match: IfMatch = field(default=None, kw_only=True)
 
 
 @frozen
@@ -86,6 +96,7 @@ class ChangeContacts:
     user_id: UUID
     email: str | None
     phone: int | None
+    if_match: IfMatch = field(default=None, kw_only=True)
 
 
 @frozen
@@ -94,12 +105,14 @@ class LinkSocialNetwork:
     social_network: SocialNetwork
     connection_link: str
     connected_for: str | None
+    if_match: IfMatch = field(default=None, kw_only=True)
 
 
 @frozen
 class UnlinkSocialNetwork:
     user_id: UUID
     linked_account_id: UUID
+    if_match: IfMatch = field(default=None, kw_only=True)
 
 
 @frozen
@@ -107,24 +120,54 @@ class ChangeConnectionReason:
     user_id: UUID
     linked_account_id: UUID
     reason: str | None
+    if_match: IfMatch = field(default=None, kw_only=True)
 
 
 type Decision = Result[Change, DomainFailure]
+type UserCommand = (
+    RecoverUser
+    | DeleteUserTemporarily
+    | DeleteUserPermanently
+    | ChangeFullname
+    | ChangeContacts
+    | LinkSocialNetwork
+    | UnlinkSocialNetwork
+    | ChangeConnectionReason
+)
 
 
-# --- guards, in the contract's order: exists (404) → status (400) ---
+# --- guards, in the contract's order: exists (404) → If-Match (412) → status (400) ---
 
 
 def existing(user: User | None, user_id: UUID) -> Result[User, DomainFailure]:
     return Failure(UserNotFound(user_id)) if user is None else Success(user)
 
 
-def active(user: User | None, user_id: UUID) -> Result[User, DomainFailure]:
-    return existing(user, user_id).bind(
+def current(user: User | None, command: UserCommand) -> Result[User, DomainFailure]:
+    """The user, if the command's ``If-Match`` names the version it has now. Decided on
+    the locked row, so two clients that read the same version cannot both win."""
+
+    def matches(found: User) -> Result[User, DomainFailure]:
+        if command.if_match is None or found.version in command.if_match:
+            return Success(found)
+        return Failure(PreconditionFailed(found.user_id, found.version))
+
+    return existing(user, command.user_id).bind(matches)
+
+
+def active(user: User | None, command: UserCommand) -> Result[User, DomainFailure]:
+    return current(user, command).bind(
         lambda found: (
-            Success(found) if found.status is UserStatus.ACTIVE else Failure(UserDeleted(user_id))
+            Success(found)
+            if found.status is UserStatus.ACTIVE
+            else Failure(UserDeleted(found.user_id))
         )
     )
+
+
+def _next(user: User, **changes: object) -> User:
+    """The user after a change: every change increments the version."""
+    return evolve(user, version=user.version + 1, **changes)
 
 
 def _linked_account(user: User, linked_account_id: UUID) -> Result[LinkedAccount, DomainFailure]:
@@ -151,6 +194,7 @@ def create_user(command: CreateUser, stamp: Stamp) -> Decision:
                 email=contacts.email,
                 phone=contacts.phone,
                 status=user.status,
+                version=user.version,
             ),
         )
         for fullname in parse_fullname(command.firstname, command.lastname, command.middlename)
@@ -173,15 +217,21 @@ def recover_user(user: User | None, command: RecoverUser, stamp: Stamp) -> Decis
     def recover(found: User) -> Decision:
         if found.status is UserStatus.ACTIVE:
             return Failure(UserAlreadyActive(found.user_id))
-        recovered = evolve(found, status=UserStatus.ACTIVE, deleted_at=None)
+        recovered = _next(found, status=UserStatus.ACTIVE, deleted_at=None)
         return Success(
             Change(
                 recovered,
-                events.UserRecovered(stamp.event_id, stamp.now, found.user_id, recovered.status),
+                events.UserRecovered(
+                    stamp.event_id,
+                    stamp.now,
+                    found.user_id,
+                    recovered.status,
+                    version=recovered.version,
+                ),
             )
         )
 
-    return existing(user, command.user_id).bind(recover)
+    return current(user, command).bind(recover)
 
 
 def delete_user_temporarily(
@@ -190,24 +240,29 @@ def delete_user_temporarily(
     def delete(found: User) -> Decision:
         if found.status is UserStatus.DELETED:
             return Failure(UserAlreadyDeleted(found.user_id))
-        deleted = evolve(found, status=UserStatus.DELETED, deleted_at=stamp.now)
+        deleted = _next(found, status=UserStatus.DELETED, deleted_at=stamp.now)
         return Success(
             Change(
                 deleted,
                 events.UserTemporarilyDeleted(
-                    stamp.event_id, stamp.now, found.user_id, deleted.status, stamp.now
+                    stamp.event_id,
+                    stamp.now,
+                    found.user_id,
+                    deleted.status,
+                    stamp.now,
+                    version=deleted.version,
                 ),
             )
         )
 
-    return existing(user, command.user_id).bind(delete)
+    return current(user, command).bind(delete)
 
 
 def delete_user_permanently(
     user: User | None, command: DeleteUserPermanently, stamp: Stamp
 ) -> Decision:
     """Any status may be deleted permanently; the event carries no personal data."""
-    return existing(user, command.user_id).map(
+    return current(user, command).map(
         lambda found: Change(
             None,
             events.UserPermanentlyDeleted(
@@ -215,6 +270,7 @@ def delete_user_permanently(
                 stamp.now,
                 found.user_id,
                 tuple(a.linked_account_id for a in found.linked_accounts),
+                version=found.version + 1,
             ),
         )
     )
@@ -223,7 +279,7 @@ def delete_user_permanently(
 def change_fullname(user: User | None, command: ChangeFullname, stamp: Stamp) -> Decision:
     return Result.do(
         Change(
-            evolve(found, fullname=fullname),
+            _next(found, fullname=fullname),
             events.FullnameChanged(
                 stamp.event_id,
                 stamp.now,
@@ -231,9 +287,10 @@ def change_fullname(user: User | None, command: ChangeFullname, stamp: Stamp) ->
                 fullname.firstname,
                 fullname.lastname,
                 fullname.middlename,
+                version=found.version + 1,
             ),
         )
-        for found in active(user, command.user_id)
+        for found in active(user, command)
         for fullname in parse_fullname(command.firstname, command.lastname, command.middlename)
     )
 
@@ -242,12 +299,17 @@ def change_contacts(user: User | None, command: ChangeContacts, stamp: Stamp) ->
     """A full replacement: ``None`` clears. Uniqueness against other users is the database's."""
     return Result.do(
         Change(
-            evolve(found, contacts=contacts),
+            _next(found, contacts=contacts),
             events.ContactsChanged(
-                stamp.event_id, stamp.now, found.user_id, contacts.email, contacts.phone
+                stamp.event_id,
+                stamp.now,
+                found.user_id,
+                contacts.email,
+                contacts.phone,
+                version=found.version + 1,
             ),
         )
-        for found in active(user, command.user_id)
+        for found in active(user, command)
         for contacts in parse_contacts(command.email, command.phone)
     )
 
@@ -258,7 +320,7 @@ def link_social_network(user: User | None, command: LinkSocialNetwork, stamp: St
     def link(found: User) -> Decision:
         return Result.do(
             Change(
-                evolve(found, linked_accounts=(*found.linked_accounts, account)),
+                _next(found, linked_accounts=(*found.linked_accounts, account)),
                 events.LinkedAccountCreated(
                     stamp.event_id,
                     stamp.now,
@@ -268,6 +330,7 @@ def link_social_network(user: User | None, command: LinkSocialNetwork, stamp: St
                     account.connection_link.url,
                     account.connected_for,
                     account.connected_at,
+                    version=found.version + 1,
                 ),
             )
             for connection_link in parse_connection_link(
@@ -286,7 +349,7 @@ def link_social_network(user: User | None, command: LinkSocialNetwork, stamp: St
             ]
         )
 
-    return active(user, command.user_id).bind(link)
+    return active(user, command).bind(link)
 
 
 def _network_free(user: User, network: SocialNetwork) -> Result[None, DomainFailure]:
@@ -302,7 +365,7 @@ def unlink_social_network(
 ) -> Decision:
     return Result.do(
         Change(
-            evolve(
+            _next(
                 found,
                 linked_accounts=tuple(
                     a
@@ -316,9 +379,10 @@ def unlink_social_network(
                 found.user_id,
                 account.linked_account_id,
                 account.social_network,
+                version=found.version + 1,
             ),
         )
-        for found in active(user, command.user_id)
+        for found in active(user, command)
         for account in _linked_account(found, command.linked_account_id)
     )
 
@@ -328,16 +392,17 @@ def change_connection_reason(
 ) -> Decision:
     return Result.do(
         Change(
-            found.replace_linked_account(evolve(account, connected_for=connected_for)),
+            _next(found.replace_linked_account(evolve(account, connected_for=connected_for))),
             events.ConnectionReasonChanged(
                 stamp.event_id,
                 stamp.now,
                 found.user_id,
                 account.linked_account_id,
                 connected_for,
+                version=found.version + 1,
             ),
         )
-        for found in active(user, command.user_id)
+        for found in active(user, command)
         for account in _linked_account(found, command.linked_account_id)
         for connected_for in parse_connected_for(command.reason)
     )

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import ClassVar
 from uuid import UUID
 
-from attrs import fields, frozen
+from attrs import field, fields, frozen
 
 from usersvc.domain.model import SocialNetwork, UserStatus
 
@@ -21,6 +21,9 @@ class Event:
     event_id: UUID
     occurred_at: datetime
     user_id: UUID
+    # The user's version that the change produced (in ``data``): a consumer holding a
+    # higher one drops the event as stale.
+    version: int = field(kw_only=True)
 
     personal: ClassVar[frozenset[str]] = frozenset()
 

@@ -62,6 +62,14 @@ class LinkedAccountNotFound:
     linked_account_id: UUID
 
 
+@frozen
+class PreconditionFailed:
+    """The command's ``If-Match`` names none of the user's current version."""
+
+    user_id: UUID
+    version: int
+
+
 type DomainFailure = (
     UserNotFound
     | UserAlreadyActive
@@ -74,4 +82,5 @@ type DomainFailure = (
     | InvalidConnectionReason
     | LinkedAccountAlreadyExists
     | LinkedAccountNotFound
+    | PreconditionFailed
 )

@@ -74,6 +74,9 @@ class User:
     created_at: datetime
     deleted_at: datetime | None
     linked_accounts: tuple[LinkedAccount, ...]  # oldest connection first
+    # Each change increments it: clients send it back in If-Match, consumers of the
+    # events drop what is older than what they hold.
+    version: int = 1
 
     def linked_account(self, linked_account_id: UUID) -> LinkedAccount | None:
         return next(

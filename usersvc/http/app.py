@@ -23,11 +23,12 @@ from usersvc.http.handlers import (
     USERS,
     Handler,
     command_handler,
+    find_users,
     get_user,
     healthcheck,
 )
 from usersvc.http.middleware import envelopes
-from usersvc.http.openapi import documented, responses
+from usersvc.http.openapi import IF_MATCH, documented, responses, with_etag
 from usersvc.http.overload import DEFAULT_LIMIT, DEFAULT_WAIT, overload_limit
 from usersvc.telemetry import metrics
 from usersvc.telemetry.middleware import telemetry
@@ -72,7 +73,7 @@ COMMANDS: tuple[Command, ...] = (
         "/users/recovery-user",
         schemas.RecoverUserBody,
         "Recover a temporarily deleted user",
-        (F.UserNotFound, F.UserAlreadyActive),
+        (F.UserNotFound, F.PreconditionFailed, F.UserAlreadyActive),
     ),
     Command(
         "delete_user_permanently",
@@ -80,7 +81,7 @@ COMMANDS: tuple[Command, ...] = (
         "/users/delete-user-permanently",
         schemas.DeleteUserPermanentlyBody,
         "Delete a user and their linked accounts for good (any status)",
-        (F.UserNotFound,),
+        (F.UserNotFound, F.PreconditionFailed),
     ),
     Command(
         "delete_user_temporarily",
@@ -88,7 +89,7 @@ COMMANDS: tuple[Command, ...] = (
         "/users/delete-user-temporarily",
         schemas.DeleteUserTemporarilyBody,
         "Delete a user until recovered",
-        (F.UserNotFound, F.UserAlreadyDeleted),
+        (F.UserNotFound, F.PreconditionFailed, F.UserAlreadyDeleted),
     ),
     Command(
         "change_fullname",
@@ -96,7 +97,7 @@ COMMANDS: tuple[Command, ...] = (
         "/users/change-fullname",
         schemas.ChangeFullnameBody,
         "Change the fullname",
-        (F.UserNotFound, F.UserDeleted, F.InvalidFullname),
+        (F.UserNotFound, F.PreconditionFailed, F.UserDeleted, F.InvalidFullname),
     ),
     Command(
         "change_contacts",
@@ -104,7 +105,13 @@ COMMANDS: tuple[Command, ...] = (
         "/users/change-contacts",
         schemas.ChangeContactsBody,
         "Replace email and phone (null clears; at least one stays)",
-        (F.UserNotFound, F.UserDeleted, F.InvalidContacts, F.UserAlreadyExists),
+        (
+            F.UserNotFound,
+            F.PreconditionFailed,
+            F.UserDeleted,
+            F.InvalidContacts,
+            F.UserAlreadyExists,
+        ),
     ),
     Command(
         "link_social_network",
@@ -114,6 +121,7 @@ COMMANDS: tuple[Command, ...] = (
         "Link a social-network account",
         (
             F.UserNotFound,
+            F.PreconditionFailed,
             F.UserDeleted,
             F.LinkNotOfSocialNetwork,
             F.InvalidConnectionReason,
@@ -126,7 +134,7 @@ COMMANDS: tuple[Command, ...] = (
         "/users/unlink-social-network",
         schemas.UnlinkSocialNetworkBody,
         "Unlink a social-network account",
-        (F.UserNotFound, F.UserDeleted, F.LinkedAccountNotFound),
+        (F.UserNotFound, F.PreconditionFailed, F.UserDeleted, F.LinkedAccountNotFound),
     ),
     Command(
         "change_social_network_connection_reason",
@@ -134,13 +142,20 @@ COMMANDS: tuple[Command, ...] = (
         "/users/change-social-network-connection-reason",
         schemas.ChangeConnectionReasonBody,
         "Change why an account is linked (connected_for)",
-        (F.UserNotFound, F.UserDeleted, F.LinkedAccountNotFound, F.InvalidConnectionReason),
+        (
+            F.UserNotFound,
+            F.PreconditionFailed,
+            F.UserDeleted,
+            F.LinkedAccountNotFound,
+            F.InvalidConnectionReason,
+        ),
     ),
 )
 CREATES = (schemas.CreateUserBody, schemas.LinkSocialNetworkBody)
 CHECKS = (
-    "Checks, in order: the body (422 `detail`), the user exists (404), "
-    "the user's status (400), then the command's own rules (409, 422, 404)."
+    "Checks, in order: the body (422 `detail`), the user exists (404), `If-Match` "
+    "names the user's version (412), the user's status (400), then the command's own "
+    "rules (409, 422, 404). A success carries the user's new version as `ETag`."
 )
 CREATE_CHECKS = (
     "Checks, in order: the body (422 `detail`), the fullname and contact rules "
@@ -156,6 +171,15 @@ _COMMAND_NAMES = "|".join(
     if command.path.startswith("/users/")
 )
 USER_PATH = f"/users/{{user_id:(?!(?:{_COMMAND_NAMES})$)[^/]+}}"
+
+
+LOOK_UPS = (
+    "`?email=` or `?phone=`: the user with that contact (email case-insensitively), as a "
+    "list of zero or one. Otherwise a listing, oldest first: `status` (default all), "
+    "`limit` 1..100 (default 20) and `cursor` (the previous page's `next_cursor`). "
+    "Keyset pagination on (created_at, user_id): a user that exists throughout a walk "
+    "appears exactly once, whatever is added or deleted meanwhile."
+)
 
 
 def _own(handler: Handler) -> Handler:
@@ -174,14 +198,19 @@ def add_routes(app: web.Application) -> None:
             success = (201, schemas.CREATED, "created: `result` is the new id")
         else:
             success = (200, schemas.DONE, "done: `result` is null")
+        creates_user = command.operation_id == "create_user"
         handler = request_schema(command.body, required=True)(command_handler(command.body()))
+        answers = responses(command.operation_id, success, command.failures, body=True)
+        if command.operation_id != "delete_user_permanently":  # no user left to tag
+            answers = with_etag(answers, success[0])
         handler = documented(
             handler,
             tags=["users"],
             summary=command.summary,
-            description=CHECKS if command.operation_id != "create_user" else CREATE_CHECKS,
+            description=CREATE_CHECKS if creates_user else CHECKS,
             operation_id=command.operation_id,
-            responses=responses(command.operation_id, success, command.failures, body=True),
+            parameters=[] if creates_user else [IF_MATCH],
+            responses=answers,
         )
         app.router.add_route(command.method, API + command.path, handler)
     user = request_schema(schemas.UserPath, location="match_info")(_own(get_user))
@@ -191,11 +220,26 @@ def add_routes(app: web.Application) -> None:
         summary="A user, every field (also while temporarily deleted)",
         operation_id="get_user",
         responses=responses(
-            "get_user", (200, schemas.USER_FOUND, "the user"), (F.UserNotFound,), body=False
+            "get_user",
+            (200, schemas.USER_FOUND, "the user"),
+            (F.UserNotFound,),
+            body=False,
         ),
     )
     # No HEAD beside GET: the contract has none, and the document lists only the contract.
     app.router.add_get(API + USER_PATH, user, allow_head=False)
+    found = request_schema(schemas.UsersQuery, location="querystring")(_own(find_users))
+    found = documented(
+        found,
+        tags=["users"],
+        summary="Look a user up by email or phone, or list users a page at a time",
+        description=LOOK_UPS,
+        operation_id="find_users",
+        responses=responses(
+            "find_users", (200, schemas.USERS_FOUND, "the users found"), (), body=False
+        ),
+    )
+    app.router.add_get(API + "/users", found, allow_head=False)
     health = documented(
         _own(healthcheck),
         tags=["health"],

@@ -39,6 +39,9 @@ FAILURES: Mapping[type, ErrorInfo] = {
         409, "linked_account_already_exists", "Linked account already exists"
     ),
     f.LinkedAccountNotFound: ErrorInfo(404, "linked_account_not_found", "Linked account not found"),
+    f.PreconditionFailed: ErrorInfo(
+        412, "precondition_failed", "The user has changed: If-Match does not name its version"
+    ),
 }
 
 
@@ -76,4 +79,6 @@ def describe(failure: f.DomainFailure) -> tuple[ErrorInfo, str]:
     detail = getattr(failure, "reason", None)
     if isinstance(failure, f.UserAlreadyExists):
         detail = f"another user has this {failure.field}"
+    elif isinstance(failure, f.PreconditionFailed):
+        detail = f"its version is {failure.version}"
     return info, info.message if detail is None else f"{info.message}: {detail}"

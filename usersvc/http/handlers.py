@@ -7,6 +7,7 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
+from attrs import evolve
 from returns.methods import unwrap_or_failure
 from returns.pipeline import is_successful
 
@@ -14,12 +15,13 @@ from usersvc.amqp import Relay, outbox_backlog
 from usersvc.db.queries import Queries
 from usersvc.db.users import Users
 from usersvc.domain import events
-from usersvc.domain.commands import Change, Decision, existing
+from usersvc.domain.commands import Change, CreateUser, Decision, IfMatch, existing
 from usersvc.domain.failures import DomainFailure
+from usersvc.http import cursors
 from usersvc.http.failures import describe
-from usersvc.http.presenters import present_user
+from usersvc.http.presenters import etag, present_user
 from usersvc.http.responses import error, invalid, success
-from usersvc.http.schemas import Body, UserPath
+from usersvc.http.schemas import CURSOR, Body, UserPath, UsersQuery
 from usersvc.http.validation import load, read_body
 from usersvc.telemetry import metrics
 from usersvc.telemetry.tracing import trace_headers
@@ -49,9 +51,25 @@ def failed(failure: DomainFailure) -> web.Response:
 
 
 def _done(change: Change) -> web.Response:
-    """201 with the new id for what creates something, 200 otherwise."""
+    """201 with the new id for what creates something, 200 otherwise; with the user's
+    new version as ETag while the user exists, for the client's next If-Match."""
     new_id = _created_id(change.event)
-    return success() if new_id is None else success(new_id, 201)
+    headers = None if change.user is None else etag(change.user.version)
+    return success(headers=headers) if new_id is None else success(new_id, 201, headers)
+
+
+_ENTITY_TAG = re.compile(r'\s*"([0-9]{1,18})"\s*')
+
+
+def if_match(header: str | None) -> IfMatch:
+    """The versions an ``If-Match`` header accepts: None for no header or ``*`` (any
+    existing user). A weak or malformed tag is kept as a tag that names no version,
+    so it never matches (RFC 9110 compares If-Match strongly)."""
+    if header is None or header.strip() == "*":
+        return None
+    return frozenset(
+        int(found[1]) for tag in header.split(",") if (found := _ENTITY_TAG.fullmatch(tag))
+    )
 
 
 def render(decision: Decision) -> web.Response:
@@ -79,6 +97,8 @@ def command_handler(schema: Body) -> Handler:
             return invalid(command.failure())
         users = request.app[USERS]
         decided = command.unwrap()
+        if not isinstance(decided, CreateUser):
+            decided = evolve(decided, if_match=if_match(request.headers.get("If-Match")))
         decision = await users.execute(decided, trace_headers(request.headers))
         count_command(decided, decision)
         return render(decision)
@@ -101,8 +121,62 @@ async def get_user(request: web.Request) -> web.Response:
             return invalid(path.failure())
         user_id = path.unwrap()["user_id"]
     user = await request.app[USERS].get(user_id)
-    shown = existing(user, user_id).map(lambda found: success(present_user(found)))
+    shown = existing(user, user_id).map(
+        lambda found: success(present_user(found), headers=etag(found.version))
+    )
     return unwrap_or_failure(shown.alt(failed))
+
+
+_users_query = UsersQuery()
+# What no stored contact can be is found without asking the database, which would
+# refuse it (a bigint out of range, a NUL or a lone surrogate in text): E.164 has at
+# most 15 digits, an email at most 254 characters.
+MAX_PHONE = 999_999_999_999_999
+
+
+def _storable(email: str) -> bool:
+    if len(email) > 254 or "\x00" in email:
+        return False
+    try:
+        email.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+DEFAULT_LIMIT = 20
+
+
+async def find_users(request: web.Request) -> web.Response:
+    """A look-up by email or phone (zero or one user), else one page of the listing.
+    The query string holds personal data: nothing here logs it, and the telemetry
+    sees only the route."""
+    query = load(_users_query, dict(request.query), "query")
+    if not is_successful(query):
+        return invalid(query.failure())
+    asked = query.unwrap()
+    users = request.app[USERS]
+    if "email" in asked:
+        email = asked["email"]
+        return _page(await users.find_by_email(email) if _storable(email) else [], None)
+    if "phone" in asked:
+        phone = asked["phone"]
+        return _page(await users.find_by_phone(phone) if phone <= MAX_PHONE else [], None)
+    after = None
+    if "cursor" in asked:
+        after = cursors.decode(asked["cursor"])
+        if after is None:
+            return invalid([{"loc": ["query", "cursor"], "msg": CURSOR, "type": "value_error"}])
+    limit = asked.get("limit", DEFAULT_LIMIT)
+    # One more than the page: whether a next page exists, in the same query.
+    found = await users.page(asked.get("status"), after, limit + 1)
+    page = found[:limit]
+    more = len(found) > limit
+    return _page(page, cursors.encode((page[-1].created_at, page[-1].user_id)) if more else None)
+
+
+def _page(found: list, next_cursor: str | None) -> web.Response:
+    return success({"users": [present_user(u) for u in found], "next_cursor": next_cursor})
 
 
 async def healthcheck(request: web.Request) -> web.Response:

@@ -114,6 +114,29 @@ def responses(
     return dict(sorted(documented.items()))
 
 
+ETAG = {
+    "ETag": {
+        "description": 'the user\'s version as a strong entity tag (`"3"`), for `If-Match`',
+        "schema": {"type": "string", "example": '"3"'},
+    }
+}
+IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "description": "change only if the user's version is one of these entity tags "
+    '(`"3"`, as `ETag` gave it; `*`: any); otherwise 412 `precondition_failed` and '
+    "nothing changes. Without it the command runs whatever the version.",
+    "schema": {"type": "string", "example": '"3"'},
+}
+
+
+def with_etag(described: dict[int, dict[str, Any]], status: int) -> dict[int, dict[str, Any]]:
+    """The success response, with the ETag header it carries."""
+    described[status]["headers"] = ETAG
+    return described
+
+
 def documented[H: Handler](handler: H, **described: Any) -> H:
     """``docs(...)`` for OpenAPI 3: aiohttp-apigami's decorator always adds Swagger 2.0's
     ``produces``, which an OpenAPI 3 operation may not have; the content type is in

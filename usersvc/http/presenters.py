@@ -24,4 +24,10 @@ def present_user(user: User) -> dict[str, Any]:
         "email": user.contacts.email,
         "phone": user.contacts.phone,
         "linked_accounts": [converter.unstructure(a) for a in user.linked_accounts],
+        "version": user.version,
     }
+
+
+def etag(version: int) -> dict[str, str]:
+    """The user's version as a strong entity tag, the value If-Match sends back."""
+    return {"ETag": f'"{version}"'}

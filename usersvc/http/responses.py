@@ -14,8 +14,10 @@ def _json(payload: object, status: int, headers: Mapping[str, str] | None = None
     )
 
 
-def success(result: object = None, status: int = 200) -> web.Response:
-    return _json({"status": status, "result": result}, status)
+def success(
+    result: object = None, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return _json({"status": status, "result": result}, status, headers)
 
 
 def error(

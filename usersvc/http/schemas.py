@@ -14,7 +14,15 @@ failure table.
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from marshmallow import EXCLUDE, Schema, fields, post_load, validate
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 from usersvc.domain import commands
 from usersvc.domain.model import SocialNetwork, UserStatus
@@ -27,6 +35,11 @@ UUID = "Input should be a valid UUID"
 ENUM = "Input should be " + ", ".join(f"'{n.value}'" for n in SocialNetwork)
 OBJECT = "Input should be a valid dictionary or object"
 
+STATUS = "Input should be " + " or ".join(f"'{s.value}'" for s in UserStatus)
+AT_LEAST_1 = "Input should be greater than or equal to 1"
+AT_MOST_100 = "Input should be less than or equal to 100"
+CURSOR = "Input should be a next_cursor this service gave"
+ONE_LOOK_UP = "Give email, or phone, or the listing's status, limit and cursor: one of the three"
 ERROR_TYPES: Mapping[str, str] = {
     MISSING: "missing",
     STRING: "string_type",
@@ -34,6 +47,11 @@ ERROR_TYPES: Mapping[str, str] = {
     UUID: "uuid_parsing",
     ENUM: "enum",
     OBJECT: "model_attributes_type",
+    STATUS: "enum",
+    AT_LEAST_1: "greater_than_equal",
+    AT_MOST_100: "less_than_equal",
+    CURSOR: "value_error",
+    ONE_LOOK_UP: "value_error",
 }
 
 
@@ -196,6 +214,59 @@ class UserPath(Schema):
     user_id = _required(Uuid, metadata=USER_ID)
 
 
+class QueryInt(fields.Integer):
+    """An integer written in a query string: decimal digits, nothing else."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {"invalid": INTEGER, "too_large": INTEGER}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class UsersQuery(Schema):
+    """``GET /users``: a look-up by one contact, or one page of the listing."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    # No "format: email": a malformed address is a look-up that finds no one.
+    email = fields.String(
+        metadata={
+            "description": "the user with this email (case-insensitively)",
+            "example": "ivan@example.com",
+        }
+    )
+    # No "format: int64": digits beyond any phone are a look-up that finds no one.
+    phone = QueryInt(
+        metadata={"description": "the user with this phone (E.164 digits)", "example": 79161234567}
+    )
+    status = fields.Enum(
+        UserStatus,
+        by_value=fields.String,
+        error_messages={"unknown": STATUS},
+        metadata={"description": "list only users of this status (default: all)"},
+    )
+    limit = QueryInt(
+        validate=[
+            validate.Range(min=1, error=AT_LEAST_1),
+            validate.Range(max=100, error=AT_MOST_100),
+        ],
+        metadata={"description": "most users on the page, 1..100 (default 20)", "example": 20},
+    )
+    cursor = fields.String(
+        metadata={"description": "the previous page's next_cursor (absent: the first page)"}
+    )
+
+    @validates_schema
+    def _one_look_up(self, data: dict[str, Any], **_: Any) -> None:
+        by_contact = [key for key in ("email", "phone") if key in data]
+        listing = [key for key in ("status", "limit", "cursor") if key in data]
+        if len(by_contact) > 1 or (by_contact and listing):
+            raise ValidationError(ONE_LOOK_UP)
+
+
 # --- Responses (described here, written by responses.py) ---------------------------------
 
 
@@ -242,6 +313,15 @@ class UserSchema(Out):
         cls_or_instance=fields.Nested(LinkedAccountSchema),
         metadata={"description": "oldest connection first"},
     )
+    version = _out(
+        fields.Integer,
+        validate=validate.Range(min=1),
+        metadata={
+            "format": "int64",
+            "description": "incremented by each change; the ETag, sent back in If-Match",
+            "example": 3,
+        },
+    )
 
 
 class HealthSchema(Out):
@@ -276,6 +356,22 @@ CREATED = _success(
 )
 USER_FOUND = _success("UserFound", 200, _out(fields.Nested, nested=UserSchema))
 HEALTHY = _success("Healthy", 200, _out(fields.Nested, nested=HealthSchema))
+
+
+class UsersPageSchema(Out):
+    users = _out(
+        fields.List,
+        cls_or_instance=fields.Nested(UserSchema),
+        metadata={"description": "a look-up: zero or one user; a listing: one page, oldest first"},
+    )
+    next_cursor = _out(
+        fields.String,
+        nullable=True,
+        metadata={"description": "the cursor of the next page; null on the last page"},
+    )
+
+
+USERS_FOUND = _success("UsersFound", 200, _out(fields.Nested, nested=UsersPageSchema))
 
 
 class ValidationIssueSchema(Out):

@@ -202,6 +202,24 @@ def _span_name(request: web.Request) -> str:
     return name
 
 
+# The attributes the instrumentation fills from the URL, query string included: the
+# look-ups (GET /users?email=…) carry personal data there, and the library redacts only
+# a few well-known secret parameters.
+_WITH_QUERY = ("http.target", "http.url", "url.full")
+_QUERY_ONLY = ("url.query",)
+
+
+def _without_query(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The server span's attributes with every query string cut off."""
+    for key in _WITH_QUERY:
+        value = attributes.get(key)
+        if isinstance(value, str) and "?" in value:
+            attributes[key] = value.split("?", 1)[0]
+    for key in _QUERY_ONLY:
+        attributes.pop(key, None)
+    return attributes
+
+
 class ServerSpan:
     """The request's SERVER span, as opentelemetry-instrumentation-aiohttp-server makes it
     (its name, scope, attributes and status, built by its own functions), current while
@@ -225,7 +243,9 @@ class ServerSpan:
         )
         self._attributes: dict[str, Any] = {}
         if span.is_recording():
-            self._attributes = aiohttp_server.collect_request_attributes(request, _SEMCONV)
+            self._attributes = _without_query(
+                aiohttp_server.collect_request_attributes(request, _SEMCONV)
+            )
             span.set_attributes(self._attributes)
             span.set_attributes(aiohttp_server.collect_request_headers_attributes(request))
         self._token = otel_context.attach(trace.set_span_in_context(span))
