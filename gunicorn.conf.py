@@ -1,6 +1,7 @@
 """The production server: ``gunicorn --config gunicorn.conf.py`` (no other arguments).
 
-aiohttp's uvloop worker runs ``usersvc.production:app`` in each worker. Environment:
+aiohttp's uvloop worker (``usersvc.production.Worker``: malformed requests answered as
+envelopes too) runs ``usersvc.production:app`` in each worker. Environment:
 USERSVC_HOST / USERSVC_PORT (bind, default 0.0.0.0:8000), WEB_CONCURRENCY (workers),
 USERSVC_DATABASE_URL (required: gunicorn never starts an embedded database, and never
 migrates: run ``usersvc migrate`` once before), plus every USERSVC_* and OTEL_*
@@ -15,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 wsgi_app = "usersvc.production:app"
-worker_class = "aiohttp.GunicornUVLoopWebWorker"
+worker_class = "usersvc.production.Worker"
 bind = f"{os.environ.get('USERSVC_HOST', '0.0.0.0')}:{os.environ.get('USERSVC_PORT', '8000')}"  # noqa: S104
 
 # 2 x cores + 1, but at most 4: each worker holds up to 11 PostgreSQL connections

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from aiohttp import web
-
 from usersvc import __version__
 from usersvc.amqp import Relay, RelaySettings
 from usersvc.config import DEFAULTS, SettingError, Settings, mask_password
@@ -22,6 +20,7 @@ from usersvc.db.migrations import apply_migrations
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.startup import DatabaseUnreachableError, wait_for_database
+from usersvc.http import server
 from usersvc.http.app import SERVER_OPTIONS, create_app
 from usersvc.telemetry import metrics
 from usersvc.telemetry.logs import configure_logging
@@ -206,15 +205,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     # SIGTERM: stop accepting, let requests in flight finish (bounded), then the
     # cleanup: the relay after its current confirms, then the pool. Exit status 0.
+    # (``server.run``: ``web.run_app`` with the runner that answers malformed requests
+    # with envelopes.)
     try:
-        web.run_app(
+        server.run(
             app,
             host=host,
             port=port,
-            print=None,
-            access_log=None,  # ours is written by the telemetry middleware
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
             loop=loop,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
             **SERVER_OPTIONS,  # header and body read timeouts
         )
     except OSError as error:

@@ -1,4 +1,5 @@
-"""What gunicorn runs (``gunicorn.conf.py`` names both): the app factory and the logger.
+"""What gunicorn runs (``gunicorn.conf.py`` names them): the app factory, the worker and
+the logger.
 
 Imported by gunicorn's master for the logger, so nothing here imports the metrics at
 module level: in multiprocess mode a metric made in the master would be a phantom
@@ -9,6 +10,7 @@ import logging
 import sys
 
 from aiohttp import web
+from aiohttp.worker import GunicornUVLoopWebWorker
 from gunicorn import glogging
 
 from usersvc.config import SettingError, Settings, mask_password
@@ -35,6 +37,30 @@ class GunicornLogger(glogging.Logger):
                 gunicorn_log.removeHandler(handler)
             gunicorn_log.propagate = True
         self.error_log.setLevel(settings.log_level)
+
+
+class Worker(GunicornUVLoopWebWorker):
+    """aiohttp's uvloop worker, serving through usersvc's runner, so that a request
+    aiohttp's parser refuses is answered in the contract's envelope
+    (``usersvc.http.server``): the factory hands the worker that runner, made with
+    what aiohttp's worker gives its own."""
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        make_app = self.wsgi
+
+        async def runner() -> web.AppRunner:
+            from usersvc.http.server import Runner
+
+            return Runner(
+                await make_app(),
+                logger=self.log,
+                keepalive_timeout=self.cfg.keepalive,
+                access_log=None,  # the app writes its own access line
+                shutdown_timeout=self.cfg.graceful_timeout / 100 * 95,
+            )
+
+        self.wsgi = runner
 
 
 async def app() -> web.Application:

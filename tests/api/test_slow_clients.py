@@ -9,6 +9,8 @@ from aiohttp import web
 
 from tests.api.support import API, assert_error_shape, user_body
 from usersvc.http.app import SERVER_OPTIONS, create_app
+from usersvc.http.failures import HEADERS_TOO_LARGE
+from usersvc.http.server import Runner
 from usersvc.http.validation import BODY_READ_TIMEOUT
 
 HEADER_TIMEOUT = SERVER_OPTIONS["keepalive_timeout"]
@@ -49,7 +51,7 @@ async def _slow_client(port: int, head: bytes, body: bytes) -> tuple[float, byte
 
 async def test_slow_headers_and_slow_bodies_are_cut_off_and_hold_up_no_one(database_url: str):
     # served as `usersvc serve` serves it
-    runner = web.AppRunner(create_app(database_url), **SERVER_OPTIONS)
+    runner = Runner(create_app(database_url), **SERVER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -93,20 +95,22 @@ async def test_slow_headers_and_slow_bodies_are_cut_off_and_hold_up_no_one(datab
         assert BODY_READ_TIMEOUT - 1 < seconds < BODY_READ_TIMEOUT + 3, seconds
 
 
-async def test_thousands_of_headers_or_a_huge_one_are_a_400_and_the_server_goes_on(
+async def test_thousands_of_headers_or_a_huge_one_are_a_431_envelope_and_the_server_goes_on(
     database_url: str,
 ):
-    """Refused by the HTTP parser, before any handler: a plain 400 (the parser answers
-    it, not the app's middleware), the connection closed, the next client served."""
-    runner = web.AppRunner(create_app(database_url), **SERVER_OPTIONS)
+    """Refused by the HTTP parser, before any handler, and answered by the server in the
+    contract's envelope (``usersvc.http.server``; every kind of refusal, on both real
+    servers, in ``test_malformed_requests``): the connection closed, the next client
+    served."""
+    runner = Runner(create_app(database_url), **SERVER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     try:
         floods = [
-            "".join(f"X-H{i}: v\r\n" for i in range(5000)),
-            "X-Big: " + "a" * 100_000 + "\r\n",
+            "".join(f"X-H{i}: v\r\n" for i in range(4000)),
+            "X-Big: " + "a" * 50_000 + "\r\n",
         ]
         for flood in floods:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -116,7 +120,11 @@ async def test_thousands_of_headers_or_a_huge_one_are_a_400_and_the_server_goes_
             )
             answer = await asyncio.wait_for(reader.read(), 10)
             writer.close()
-            assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400", b"HTTP/1.1 431")), answer
+            head, _, payload = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.0 431"), answer
+            assert b"Content-Type: application/json" in head, answer
+            assert_error_shape(json.loads(payload), 431)
+            assert json.loads(payload)["error"]["data"]["code"] == HEADERS_TOO_LARGE.code
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as client:
             response = await client.post(f"{API}/healthcheck")
             assert response.status == 200

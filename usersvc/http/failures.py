@@ -1,8 +1,9 @@
 """The one table of every error answer: HTTP status, contract code and message.
 
 Domain failures (by type) and the shell's own answers (routing, body size, media
-type, an unavailable database, a bug) are both here; the handlers and the
-middleware answer from it, and the OpenAPI document is written from it.
+type, an unavailable database, a bug, a request the HTTP parser cannot read) are
+all here; the handlers, the middleware and the server (``usersvc.http.server``)
+answer from it, and the OpenAPI document is written from it.
 """
 
 from collections.abc import Mapping
@@ -59,6 +60,16 @@ SERVICE_UNAVAILABLE = ErrorInfo(
 )
 # The same code as a lost database: either way the client waits Retry-After and retries.
 OVERLOADED = ErrorInfo(503, "service_unavailable", "The service is busy, try again later")
+
+# Requests aiohttp's HTTP parser refuses before the app sees them (answered by
+# usersvc.http.server): the connection is closed after the answer.
+BAD_REQUEST = ErrorInfo(400, "bad_request", "Malformed HTTP request")
+HEADERS_TOO_LARGE = ErrorInfo(
+    431,
+    "request_header_fields_too_large",
+    "Request header fields too large: a line over 8190 bytes, or over 128 headers",
+)
+MALFORMED = (BAD_REQUEST, HEADERS_TOO_LARGE)
 
 # Answered to any request (by the middleware) and for every route (by aiohttp).
 HTTP_ERRORS: Mapping[int, ErrorInfo] = {

@@ -53,7 +53,9 @@ A body is read as JSON when its `Content-Type` is `application/json`, any
 (422, `type: json_invalid`). Unknown keys are ignored.
 
 Beyond the operations: an unknown path is a 404 `not_found`, a method a path does
-not have a 405 `method_not_allowed` with an `Allow` header. A 503
+not have a 405 `method_not_allowed` with an `Allow` header; a request that is not
+readable HTTP a 400 `bad_request`, one whose head is too large (a line over 8190
+bytes, more than 128 headers) a 431 `request_header_fields_too_large`. A 503
 `service_unavailable` (database unreachable, or the service busy) carries
 `Retry-After`: retry after that many seconds.
 """
