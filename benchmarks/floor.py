@@ -67,13 +67,13 @@ async def create_user(request: web.Request) -> web.Response:
     body = orjson.loads(await request.read())
     user_id, now = uuid4(), datetime.now(UTC)
     data = {k: body[k] for k in ("firstname", "lastname", "middlename", "email", "phone")}
-    data["status"] = "active"
+    data |= {"status": "active", "version": 1}
     async with request.app[POOL].acquire() as connection:
         await connection.execute(
             Q.create_user,
             *(uuid4(), "UserCreated", user_id, now, data, {}),
             *(body["firstname"], body["lastname"], body["middlename"]),
-            *(body["email"], body["phone"], "active", now),
+            *(body["email"], body["phone"], "active", now, 1),
         )
     return _json({"status": 201, "result": user_id}, 201)
 
@@ -85,10 +85,11 @@ async def _change(
     user_id = UUID(body["user_id"])
     values = [body[f] for f in fields]
     async with request.app[POOL].acquire() as connection, connection.transaction():
-        await connection.fetchrow(Q.lock_user, user_id)
-        event = dict(zip(fields, values, strict=True))
+        user = await connection.fetchrow(Q.lock_user, user_id)
+        version = user["version"] + 1
+        event = dict(zip(fields, values, strict=True)) | {"version": version}
         await connection.execute(
-            update, uuid4(), event_name, user_id, datetime.now(UTC), event, {}, *values
+            update, uuid4(), event_name, user_id, datetime.now(UTC), event, {}, *values, version
         )
     return _json({"status": 200, "result": None})
 

@@ -332,7 +332,7 @@ async def side_by_side(
 ) -> dict[str, dict[str, list[dict]]]:
     """Each scenario: floor, server, floor, server… ``rounds`` times each."""
     results: dict[str, dict[str, list[dict]]] = {}
-    for scenario in SCENARIOS:
+    for scenario in runs.args.scenarios:
         for who in (floor_server, server):  # warm both up: statements prepared, pools full
             await runs.wrk(who, scenario, floor_ids if who is floor_server else ids, 1)
         per: dict[str, list[dict]] = {floor_server.name: [], server.name: []}
@@ -634,7 +634,7 @@ async def profile(args: argparse.Namespace) -> None:
             try:
                 ids = out / "ids"
                 await seed(server, ids)
-                for scenario in SCENARIOS:
+                for scenario in args.scenarios:
                     await runs.wrk(server, scenario, ids, 1)
                     assert server.process is not None
                     raw = out / f"{scenario}.txt"
@@ -691,6 +691,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
         "--only", choices=["main", "all"], default="all", help="main: skip the relay/gunicorn runs"
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=lambda text: text.split(","),
+        default=list(SCENARIOS),
+        help=f"comma-separated, of {','.join(SCENARIOS)} (default: all)",
     )
     parser.add_argument("--json", help="also write every number to this file")
     parser.add_argument("--profile", metavar="DIR", help="instead: py-spy samples of usersvc")
