@@ -35,14 +35,14 @@ WHERE endpoint = $1 AND key = $2;
 -- be, so replicas cleaning up at once never wait on each other or on a request.
 -- $1 most rows to delete
 DELETE FROM idempotency_keys
-WHERE (endpoint, key) IN (
-    SELECT endpoint, key
+WHERE ctid = ANY(ARRAY(
+    SELECT ctid
     FROM idempotency_keys
     WHERE created_at < now() - interval '24 hours'
     ORDER BY created_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
-);
+));
 
 -- name: bound_lock_waits
 -- For the rest of the transaction, wait at most this long for a lock (the claim's
