@@ -9,7 +9,13 @@ import pytest
 from usersvc.config import DEFAULTS
 from usersvc.domain.events import EVENT_TYPES
 from usersvc.domain.model import SOCIAL_NETWORK_HOSTS
-from usersvc.http.failures import FAILURES, HTTP_ERRORS, INTERNAL_ERROR, SERVICE_UNAVAILABLE
+from usersvc.http.failures import (
+    FAILURES,
+    HTTP_ERRORS,
+    IDEMPOTENT,
+    INTERNAL_ERROR,
+    SERVICE_UNAVAILABLE,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -43,7 +49,13 @@ def test_the_readme_links_the_api_document_and_lists_every_setting():
 
 def test_the_api_document_names_every_code_network_host_and_event():
     text = API.read_text()
-    answers = [*FAILURES.values(), *HTTP_ERRORS.values(), INTERNAL_ERROR, SERVICE_UNAVAILABLE]
+    answers = [
+        *FAILURES.values(),
+        *HTTP_ERRORS.values(),
+        *IDEMPOTENT,
+        INTERNAL_ERROR,
+        SERVICE_UNAVAILABLE,
+    ]
     for answer in answers:
         row = re.search(rf"\| {answer.status} \| `{answer.code}` \| ", text)
         assert row, f"{answer.status} {answer.code}"
