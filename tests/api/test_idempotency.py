@@ -12,6 +12,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
+from prometheus_client import REGISTRY
 
 from tests.api.support import (
     API,
@@ -127,6 +128,7 @@ async def test_create_user_replayed_answers_the_same_new_id_whatever_the_keys_or
     api: TestClient, pool: asyncpg.Pool
 ):
     body = user_body()
+    replays = REGISTRY.get_sample_value("usersvc_idempotent_replays_total") or 0
     first = await send(api, "create_user", body, "create-1")
     user_id = await expect_result(first, 201)
     # The same JSON with its keys in another order and other spacing is the same request.
@@ -138,6 +140,7 @@ async def test_create_user_replayed_answers_the_same_new_id_whatever_the_keys_or
     )
     assert await expect_result(again, 201) == user_id
     assert again.headers["Idempotent-Replayed"] == "true"
+    assert REGISTRY.get_sample_value("usersvc_idempotent_replays_total") == replays + 1
     assert [row["event_name"] for row in await outbox(pool)] == ["UserCreated"]
     assert await pool.fetchval("SELECT count(*) FROM users") == 1
 

@@ -130,7 +130,7 @@ def stored(response: web.Response) -> StoredResponse:
     return StoredResponse(response.status, response.body, response.headers.get("ETag"))
 
 
-def _replay(response: StoredResponse, replayed: bool) -> web.Response:
+def _respond(response: StoredResponse, replayed: bool) -> web.Response:
     headers = {} if response.etag is None else {"ETag": response.etag}
     if replayed:
         headers["Idempotent-Replayed"] = "true"  # as Stripe marks a replay
@@ -169,9 +169,10 @@ def command_handler(schema: Body, endpoint: str) -> Handler:
         ):
             case Fresh(decision, response):
                 count_command(decided, decision)
-                return _replay(response, replayed=False)
+                return _respond(response, replayed=False)
             case Replayed(response):
-                return _replay(response, replayed=True)
+                metrics.IDEMPOTENT_REPLAYS.inc()
+                return _respond(response, replayed=True)
             case KeyReused():
                 return answer(IDEMPOTENCY_KEY_REUSED)
             case InProgress():
