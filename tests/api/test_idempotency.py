@@ -259,6 +259,19 @@ async def test_concurrent_repeats_wait_for_the_first_or_get_409_and_it_runs_once
     assert (await fetch_user(api, user_id))["version"] == 2
 
 
+async def test_twenty_at_once_with_one_key_create_one_user(api: TestClient, pool: asyncpg.Pool):
+    body = user_body()
+    responses = await asyncio.gather(*(send(api, "create_user", body, "twenty") for _ in range(20)))
+    (first,) = [r for r in responses if "Idempotent-Replayed" not in r.headers and r.status == 201]
+    for response in responses:
+        if response.status == 409:
+            await expect_error(response, 409, "request_in_progress")
+        else:
+            assert await answer(response) == await answer(first)
+    assert await pool.fetchval("SELECT count(*) FROM users") == 1
+    assert [row["event_name"] for row in await outbox(pool)] == ["UserCreated"]
+
+
 async def test_a_first_attempt_that_failed_leaves_the_key_free_for_its_retry(
     api: TestClient, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ):
