@@ -12,6 +12,7 @@ from usersvc.domain.model import SOCIAL_NETWORK_HOSTS
 from usersvc.http.failures import (
     FAILURES,
     HTTP_ERRORS,
+    IDEMPOTENT,
     INTERNAL_ERROR,
     MALFORMED,
     SERVICE_UNAVAILABLE,
@@ -53,6 +54,7 @@ def test_the_api_document_names_every_code_network_host_and_event():
         *FAILURES.values(),
         *HTTP_ERRORS.values(),
         *MALFORMED,
+        *IDEMPOTENT,
         INTERNAL_ERROR,
         SERVICE_UNAVAILABLE,
     ]

@@ -5,7 +5,7 @@ import psycopg
 from usersvc.db.migrations import apply_migrations, rollback_migrations
 from usersvc.db.queries import MIGRATIONS_DIR
 
-SCHEMA = {"users", "linked_accounts", "outbox"}
+SCHEMA = {"users", "linked_accounts", "outbox", "idempotency_keys"}
 # Every migration's id (file name without .sql), in the order they apply.
 MIGRATION_IDS = sorted(
     p.name.removesuffix(".sql")

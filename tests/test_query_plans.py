@@ -20,8 +20,25 @@ PLANS = {
 }
 
 
-async def plan(connection: asyncpg.Connection, queries: Queries, name: str) -> str:
-    args, _ = PLANS[name]
+# The idempotency keys' queries: by primary key, the clean-up by age.
+KEY_PLANS = {
+    "claim_idempotency_key": (
+        ("create_user", "k", "\\x00"),
+        "Conflict Arbiter Indexes: idempotency_keys_pkey",
+    ),
+    "idempotent_response": (("create_user", "k"), "Index Scan using idempotency_keys_pkey"),
+    "store_idempotent_response": (
+        ("create_user", "k", 201, "\\x00", '"1"'),
+        "Index Scan using idempotency_keys_pkey",
+    ),
+    "delete_expired_idempotency_keys": ((100,), "Index Scan on idempotency_keys_created_at"),
+}
+
+
+async def plan(
+    connection: asyncpg.Connection, queries: Queries, name: str, plans: dict = PLANS
+) -> str:
+    args, _ = plans[name]
     # Literal arguments: EXPLAIN of a prepared statement with its parameters bound.
     await connection.execute(f"PREPARE q AS {queries[name]}")
     try:
@@ -44,3 +61,14 @@ async def test_a_look_up_or_listing_query_reads_the_users_through_its_index(
     assert any(f"Index Scan using {index} on users u" in shown for index in indexes), shown
     assert "Seq Scan on users" not in shown, shown
     assert "Sort" not in shown.split("SubPlan")[0], shown  # the index gives the order
+
+
+@pytest.mark.parametrize("name", sorted(KEY_PLANS))
+async def test_an_idempotency_key_query_reads_the_keys_through_an_index(
+    pool: asyncpg.Pool, queries: Queries, name: str
+):
+    async with pool.acquire() as connection:
+        await connection.execute("SET enable_seqscan = off")
+        shown = await plan(connection, queries, name, KEY_PLANS)
+    assert KEY_PLANS[name][1] in shown, shown
+    assert "Seq Scan" not in shown, shown

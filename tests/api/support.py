@@ -164,7 +164,7 @@ def assert_detail_shape(body: Any) -> list[dict[str, Any]]:
         assert {"loc", "msg", "type"} <= set(entry), body
         assert isinstance(entry["loc"], list), body
         assert entry["loc"], body
-        assert entry["loc"][0] in {"body", "path", "query"}, body
+        assert entry["loc"][0] in {"body", "path", "query", "header"}, body
         assert isinstance(entry["msg"], str), body
         assert isinstance(entry["type"], str), body
     return detail

@@ -355,3 +355,38 @@ async def test_a_generated_client_reads_a_lost_database_as_a_503_envelope(
     assert int(response.headers["Retry-After"]) > 0
     assert isinstance(response.parsed, models.HealthcheckError)
     assert response.parsed.error.data.code == models.HealthcheckErrorDataCode.SERVICE_UNAVAILABLE
+
+
+async def test_a_generated_client_retries_safely_with_an_idempotency_key(
+    server: TestServer, generated: ModuleType
+):
+    life = Lifecycle(generated, str(server.make_url("")))
+    m = life.models
+    async with life.client:
+        body = m.CreateUserBody(
+            phone=79161234511, email=None, firstname="Ivan", lastname="Petrov", middlename=None
+        )
+        first = await life.ok("create_user", 201, body=body, idempotency_key="generated-1")
+        assert "Idempotent-Replayed" not in life.headers
+        again = await life.ok("create_user", 201, body=body, idempotency_key="generated-1")
+        assert again.result == first.result
+        assert life.headers["Idempotent-Replayed"] == "true"
+        other = m.CreateUserBody(
+            phone=79161234512, email=None, firstname="Ivan", lastname="Petrov", middlename=None
+        )
+        await life.fails(
+            "create_user", 422, "idempotency_key_reused", body=other, idempotency_key="generated-1"
+        )
+
+        rename = m.ChangeFullnameBody(
+            user_id=first.result, firstname="Pyotr", lastname="Ivanov", middlename=None
+        )
+        for _ in range(2):
+            done = await life.ok(
+                "change_fullname", 200, body=rename, if_match='"1"', idempotency_key="rename-1"
+            )
+            assert done.result is None
+            assert life.headers["ETag"] == '"2"'
+        assert life.headers["Idempotent-Replayed"] == "true"
+        user = (await life.ok("get_user", 200, user_id=first.result)).result
+        assert (user.firstname, user.version) == ("Pyotr", 2)

@@ -165,13 +165,15 @@ def test_each_error_status_lists_exactly_the_codes_the_failure_table_gives_it(
             "unsupported_media_type",
             "internal_error",
             "service_unavailable",
+            "idempotency_key_reused",
+            "request_in_progress",
         }
         envelope = _json_schema(document, responses["500"])
         assert _error_codes(document, envelope) == expected, command.operation_id
         for failure in command.failures:
             info = FAILURES[failure]
             assert f"`{info.code}`" in responses[str(info.status)]["description"]
-        assert {"413", "415", "422", "500", "503"} <= set(responses)
+        assert {"409", "413", "415", "422", "500", "503"} <= set(responses)
         assert "Retry-After" in responses["503"]["headers"]
 
 
@@ -183,9 +185,37 @@ def test_a_422_is_a_detail_list_or_where_the_domain_refuses_an_envelope(
     one_of = create["content"]["application/json"]["schema"]["oneOf"]
     names = {schema["$ref"].rsplit("/", 1)[-1] for schema in one_of}
     assert names == {"ValidationError", "CreateUserError"}
+    # Every command may answer idempotency_key_reused: an envelope beside the detail list.
     recover = operations[("put", API + "/users/recovery-user")]["responses"]["422"]
-    detail = _json_schema(document, recover)
-    assert set(detail["properties"]) == {"detail"}
+    one_of = recover["content"]["application/json"]["schema"]["oneOf"]
+    names = {schema["$ref"].rsplit("/", 1)[-1] for schema in one_of}
+    assert names == {"ValidationError", "RecoverUserError"}
+    assert "`idempotency_key_reused`" in recover["description"]
+
+
+def test_every_command_takes_an_idempotency_key_and_documents_its_answers(
+    document: dict[str, Any],
+):
+    operations = _operations(document)
+    for command in COMMANDS:
+        operation = operations[(command.method.lower(), API + command.path)]
+        (key,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+        assert key["in"] == "header", command.operation_id
+        assert key["required"] is False
+        assert key["schema"]["minLength"] == 1
+        assert key["schema"]["maxLength"] == 255
+        assert re.fullmatch(key["schema"]["pattern"], "".join(map(chr, range(0x21, 0x7F))))
+        assert not re.fullmatch(key["schema"]["pattern"], "a b")
+        assert "24 hours" in key["description"]
+        responses = operation["responses"]
+        assert "`request_in_progress`" in responses["409"]["description"]
+        assert "`idempotency_key_reused`" in responses["422"]["description"]
+        if command.operation_id != "create_user":
+            assert "If-Match" in {p["name"] for p in operation["parameters"]}
+    for path in (API + "/users/{user_id}", API + "/users", API + "/healthcheck"):
+        for operation in document["paths"][path].values():
+            names = {p["name"] for p in operation.get("parameters", [])}
+            assert "Idempotency-Key" not in names, path
 
 
 def test_the_get_user_error_codes(document: dict[str, Any]):

@@ -368,3 +368,17 @@ async def test_a_users_later_event_is_not_sent_while_an_earlier_one_is_refused(
 
     await consumer.wait_for(load.all_ids())
     assert first_arrivals(consumer) == load.committed
+
+
+async def test_the_leader_forgets_idempotency_keys_older_than_24_hours(
+    start_relay: StartRelay, pool: asyncpg.Pool
+) -> None:
+    await pool.execute(
+        "INSERT INTO idempotency_keys (endpoint, key, request_hash, status, body, created_at)"
+        " VALUES ('create_user', 'old', $1, 201, '{}', now() - interval '25 hours'),"
+        "        ('create_user', 'new', $1, 201, '{}', now() - interval '23 hours')",
+        bytes(32),
+    )
+    await start_relay(cleanup_interval=0.2)
+    await eventually_equal(lambda: pool.fetchval("SELECT count(*) FROM idempotency_keys"), 1)
+    assert await pool.fetchval("SELECT key FROM idempotency_keys") == "new"

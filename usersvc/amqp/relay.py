@@ -29,6 +29,7 @@ from attrs.validators import ge, gt, min_len
 from pamqp.commands import Basic
 
 from usersvc.amqp.messages import OutboxRow, backoff_delay, settled, to_message
+from usersvc.db.idempotency import delete_expired_keys
 from usersvc.db.pool import init_connection
 from usersvc.db.queries import Queries
 from usersvc.telemetry import metrics
@@ -443,7 +444,8 @@ class Relay:
             return confirm
 
     async def _clean_up(self) -> None:
-        """Delete published rows older than the retention."""
+        """Delete published rows older than the retention, and expired idempotency keys
+        (here: one process at a time does it, the leader, every cleanup interval)."""
         deleted = 0
         while True:
             status = await self._pool.execute(
@@ -455,6 +457,9 @@ class Relay:
                 break
         if deleted:
             log.info("outbox relay: deleted %d published rows", deleted)
+        expired = await delete_expired_keys(self._pool, self._q)
+        if expired:
+            log.info("outbox relay: deleted %d expired idempotency keys", expired)
 
 
 async def _close_broker(broker: AbstractConnection) -> None:

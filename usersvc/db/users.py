@@ -13,6 +13,16 @@ from uuid import UUID, uuid4
 import asyncpg
 from returns.result import Failure, Success
 
+from usersvc.db import idempotency
+from usersvc.db.idempotency import (
+    Fresh,
+    IdempotencyKey,
+    InProgress,
+    KeyReused,
+    Once,
+    Replayed,
+    StoredResponse,
+)
 from usersvc.db.queries import Queries
 from usersvc.domain import commands, events
 from usersvc.domain.commands import Change, Decision, Stamp
@@ -87,6 +97,18 @@ def _linked_account(row: asyncpg.Record) -> LinkedAccount:
         connected_for=row["connected_for"],
         connected_at=row["connected_at"],
     )
+
+
+class _ClaimTimeoutError(Exception):
+    """The first request with the key still held it when the claim's wait ended."""
+
+
+def _conflict(error: asyncpg.UniqueViolationError) -> Decision:
+    """The contract's 409 for a unique constraint; any other violation is a bug."""
+    conflict = CONFLICTS.get(error.constraint_name or "")
+    if conflict is None:
+        raise error
+    return Failure(conflict)
 
 
 def _user(row: asyncpg.Record) -> User:
@@ -211,6 +233,31 @@ class Users:
                 metrics.DB_TRANSACTION_RETRIES.labels(RETRY_REASONS[type(error)]).inc()
         raise AssertionError("unreachable")
 
+    async def execute_once(
+        self,
+        command: Command,
+        headers: Mapping[str, str] | None,
+        key: IdempotencyKey,
+        render: Callable[[Decision], StoredResponse],
+    ) -> Once:
+        """:meth:`execute` at most once per key: claim the key, decide, write, and store
+        the response ``render`` makes of the decision, all in one transaction.
+
+        A repeat of a committed request gets its stored response (also a domain
+        failure's); a repeat while the first runs waits for it, at most
+        :data:`~usersvc.db.idempotency.CLAIM_WAIT`. A request that raised rolled
+        back its claim too, so its retry runs anew.
+        """
+        stamp = Stamp(now=self._clock(), event_id=self._new_id(), new_id=self._new_id())
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                return await self._execute_once(command, stamp, headers or {}, key, render)
+            except RETRYABLE as error:
+                if attempt == TRANSACTION_ATTEMPTS:
+                    raise
+                metrics.DB_TRANSACTION_RETRIES.labels(RETRY_REASONS[type(error)]).inc()
+        raise AssertionError("unreachable")
+
     async def _execute(
         self, command: Command, stamp: Stamp, headers: Mapping[str, str]
     ) -> Decision:
@@ -225,20 +272,88 @@ class Users:
                         await self._write(connection, decision.unwrap(), headers)
                 return decision
             async with self._connection() as connection, connection.transaction():
-                with sql_span("lock_user"):
-                    row = await connection.fetchrow(self._q.lock_user, command.user_id)
-                user = None if row is None else _user(row)
-                with child_span("decide"):
-                    decision = DECIDE[type(command)](user, command, stamp)
+                decision = await self._decide(connection, command, stamp)
                 match decision:
                     case Success(change):
                         await self._write(connection, change, headers)
         except asyncpg.UniqueViolationError as error:
-            conflict = CONFLICTS.get(error.constraint_name or "")
-            if conflict is None:
-                raise
-            return Failure(conflict)
+            return _conflict(error)
         return decision
+
+    async def _decide(
+        self, connection: asyncpg.Connection, command: UserCommand, stamp: Stamp
+    ) -> Decision:
+        """The pure decision on the user, locked until the transaction ends."""
+        with sql_span("lock_user"):
+            row = await connection.fetchrow(self._q.lock_user, command.user_id)
+        user = None if row is None else _user(row)
+        with child_span("decide"):
+            return DECIDE[type(command)](user, command, stamp)
+
+    async def _execute_once(
+        self,
+        command: Command,
+        stamp: Stamp,
+        headers: Mapping[str, str],
+        key: IdempotencyKey,
+        render: Callable[[Decision], StoredResponse],
+    ) -> Once:
+        q = self._q
+        try:
+            async with self._connection() as connection, connection.transaction():
+                if not await self._claim(connection, key):
+                    with sql_span("idempotent_response"):
+                        row = await connection.fetchrow(
+                            q.idempotent_response, key.endpoint, key.key
+                        )
+                    if row["request_hash"] != key.request_hash:
+                        return KeyReused()
+                    # Stored in the transaction that claimed the key: never without.
+                    assert row["status"] is not None
+                    return Replayed(StoredResponse(row["status"], row["body"], row["etag"]))
+                if isinstance(command, commands.CreateUser):
+                    with child_span("decide"):
+                        decision = commands.create_user(command, stamp)
+                else:
+                    decision = await self._decide(connection, command, stamp)
+                if isinstance(decision, Success):
+                    try:
+                        # A savepoint: a unique violation undoes the write alone, and
+                        # its 409 is stored with the key like any other answer.
+                        async with connection.transaction():
+                            await self._write(connection, decision.unwrap(), headers)
+                    except asyncpg.UniqueViolationError as error:
+                        decision = _conflict(error)
+                response = render(decision)
+                with sql_span("store_idempotent_response"):
+                    await connection.execute(
+                        q.store_idempotent_response,
+                        key.endpoint,
+                        key.key,
+                        response.status,
+                        response.body,
+                        response.etag,
+                    )
+                return Fresh(decision, response)
+        except _ClaimTimeoutError:
+            return InProgress()
+
+    async def _claim(self, connection: asyncpg.Connection, key: IdempotencyKey) -> bool:
+        """True: the key is this request's (new, or expired). False: it is live, and
+        its request has committed. Raises :class:`_ClaimTimeoutError` when that request
+        is still running after the wait; the transaction must then roll back."""
+        q = self._q
+        await connection.execute(q.bound_lock_waits, idempotency.CLAIM_WAIT)
+        try:
+            with sql_span("claim_idempotency_key"):
+                claimed = await connection.fetchval(
+                    q.claim_idempotency_key, key.endpoint, key.key, key.request_hash
+                )
+        except asyncpg.LockNotAvailableError:
+            raise _ClaimTimeoutError from None
+        # The command's own locks wait as long as any command's.
+        await connection.execute(q.unbound_lock_waits)
+        return bool(claimed)
 
     async def _write(
         self, connection: asyncpg.Connection, change: Change, headers: Mapping[str, str]

@@ -28,7 +28,7 @@ from usersvc.http.handlers import (
     healthcheck,
 )
 from usersvc.http.middleware import envelopes
-from usersvc.http.openapi import IF_MATCH, documented, responses, with_etag
+from usersvc.http.openapi import IDEMPOTENCY_KEY, IF_MATCH, documented, responses, with_etag
 from usersvc.http.overload import DEFAULT_LIMIT, DEFAULT_WAIT, overload_limit
 from usersvc.telemetry import metrics
 from usersvc.telemetry.middleware import telemetry
@@ -199,8 +199,10 @@ def add_routes(app: web.Application) -> None:
         else:
             success = (200, schemas.DONE, "done: `result` is null")
         creates_user = command.operation_id == "create_user"
-        handler = request_schema(command.body, required=True)(command_handler(command.body()))
-        answers = responses(command.operation_id, success, command.failures, body=True)
+        handler = request_schema(command.body, required=True)(
+            command_handler(command.body(), command.operation_id)
+        )
+        answers = responses(command.operation_id, success, command.failures, body=True, keyed=True)
         if command.operation_id != "delete_user_permanently":  # no user left to tag
             answers = with_etag(answers, success[0])
         handler = documented(
@@ -209,7 +211,7 @@ def add_routes(app: web.Application) -> None:
             summary=command.summary,
             description=CREATE_CHECKS if creates_user else CHECKS,
             operation_id=command.operation_id,
-            parameters=[] if creates_user else [IF_MATCH],
+            parameters=[IDEMPOTENCY_KEY] if creates_user else [IF_MATCH, IDEMPOTENCY_KEY],
             responses=answers,
         )
         app.router.add_route(command.method, API + command.path, handler)

@@ -58,6 +58,18 @@ INTERNAL_ERROR = ErrorInfo(500, "internal_error", "Internal server error")
 SERVICE_UNAVAILABLE = ErrorInfo(
     503, "service_unavailable", "The database is unavailable, try again later"
 )
+# Idempotent retries (the Idempotency-Key header of every command).
+IDEMPOTENCY_KEY_REUSED = ErrorInfo(
+    422,
+    "idempotency_key_reused",
+    "This Idempotency-Key was used for another request (another body or If-Match)",
+)
+REQUEST_IN_PROGRESS = ErrorInfo(
+    409,
+    "request_in_progress",
+    "A request with this Idempotency-Key is still running, retry later",
+)
+IDEMPOTENT = (IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS)
 # The same code as a lost database: either way the client waits Retry-After and retries.
 OVERLOADED = ErrorInfo(503, "service_unavailable", "The service is busy, try again later")
 

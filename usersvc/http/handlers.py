@@ -1,6 +1,8 @@
 """The endpoints (§3): read the body into a command, run it, answer in an envelope."""
 
 import functools
+import hashlib
+import json
 import re
 from collections.abc import Awaitable, Callable
 from uuid import UUID
@@ -12,17 +14,25 @@ from returns.methods import unwrap_or_failure
 from returns.pipeline import is_successful
 
 from usersvc.amqp import Relay, outbox_backlog
+from usersvc.db.idempotency import (
+    Fresh,
+    IdempotencyKey,
+    InProgress,
+    KeyReused,
+    Replayed,
+    StoredResponse,
+)
 from usersvc.db.queries import Queries
 from usersvc.db.users import Users
 from usersvc.domain import events
 from usersvc.domain.commands import Change, CreateUser, Decision, IfMatch, existing
 from usersvc.domain.failures import DomainFailure
 from usersvc.http import cursors
-from usersvc.http.failures import describe
+from usersvc.http.failures import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS, describe
 from usersvc.http.presenters import etag, present_user
-from usersvc.http.responses import error, invalid, success
+from usersvc.http.responses import answer, error, invalid, success
 from usersvc.http.schemas import CURSOR, Body, UserPath, UsersQuery
-from usersvc.http.validation import load, read_body
+from usersvc.http.validation import Detail, load, parse_json, read_body
 from usersvc.telemetry import metrics
 from usersvc.telemetry.tracing import trace_headers
 
@@ -88,20 +98,86 @@ def count_command(command: object, decision: Decision) -> None:
     metrics.count_command(_command_name(type(command)), outcome)
 
 
-def command_handler(schema: Body) -> Handler:
-    """One handler shape for every command; only the body schema differs."""
+IDEMPOTENCY_KEY = "Idempotency-Key"
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
+KEY_RULE = "Idempotency-Key must be 1 to 255 visible ASCII characters (no spaces)"
+
+
+def idempotency_key(request: web.Request) -> tuple[str | None, Detail]:
+    """The request's key (None without the header), or the ``detail`` that refuses it:
+    empty, longer than 255, a character outside 0x21..0x7E, or the header twice."""
+    found = request.headers.getall(IDEMPOTENCY_KEY, [])
+    if not found:
+        return None, []
+    if len(found) == 1 and _VISIBLE_ASCII.fullmatch(found[0]):
+        return found[0], []
+    msg = KEY_RULE if len(found) == 1 else f"{IDEMPOTENCY_KEY} must be sent once"
+    return None, [{"loc": ["header", IDEMPOTENCY_KEY], "msg": msg, "type": "value_error"}]
+
+
+async def request_hash(request: web.Request) -> bytes:
+    """What makes a repeat the same request: the body as JSON, whatever its keys' order
+    and spacing, and If-Match. Called on a body that was read and parsed already."""
+    parsed = parse_json(await request.read()).unwrap()
+    canonical = json.dumps(
+        [parsed, request.headers.get("If-Match")], sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def stored(response: web.Response) -> StoredResponse:
+    assert isinstance(response.body, bytes)
+    return StoredResponse(response.status, response.body, response.headers.get("ETag"))
+
+
+def _respond(response: StoredResponse, replayed: bool) -> web.Response:
+    headers = {} if response.etag is None else {"ETag": response.etag}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"  # as Stripe marks a replay
+    return web.Response(
+        body=response.body,
+        status=response.status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _render_stored(decision: Decision) -> StoredResponse:
+    return stored(render(decision))
+
+
+def command_handler(schema: Body, endpoint: str) -> Handler:
+    """One handler shape for every command; only the body schema differs. With an
+    Idempotency-Key the command runs at most once per key on this ``endpoint``."""
 
     async def handle(request: web.Request) -> web.Response:
+        key, refused = idempotency_key(request)
         command = await read_body(request, schema)
-        if not is_successful(command):
-            return invalid(command.failure())
+        if refused or not is_successful(command):
+            return invalid(refused + ([] if is_successful(command) else command.failure()))
         users = request.app[USERS]
         decided = command.unwrap()
         if not isinstance(decided, CreateUser):
             decided = evolve(decided, if_match=if_match(request.headers.get("If-Match")))
-        decision = await users.execute(decided, trace_headers(request.headers))
-        count_command(decided, decision)
-        return render(decision)
+        if key is None:
+            decision = await users.execute(decided, trace_headers(request.headers))
+            count_command(decided, decision)
+            return render(decision)
+        keyed = IdempotencyKey(endpoint, key, await request_hash(request))
+        match await users.execute_once(
+            decided, trace_headers(request.headers), keyed, _render_stored
+        ):
+            case Fresh(decision, response):
+                count_command(decided, decision)
+                return _respond(response, replayed=False)
+            case Replayed(response):
+                metrics.IDEMPOTENT_REPLAYS.inc()
+                return _respond(response, replayed=True)
+            case KeyReused():
+                return answer(IDEMPOTENCY_KEY_REUSED)
+            case InProgress():
+                return answer(REQUEST_IN_PROGRESS)
+        raise AssertionError("unreachable")
 
     return handle
 

@@ -19,6 +19,7 @@ from usersvc import __version__
 from usersvc.http import schemas
 from usersvc.http.failures import (
     FAILURES,
+    IDEMPOTENT,
     INTERNAL_ERROR,
     OVERLOADED,
     PAYLOAD_TOO_LARGE,
@@ -81,10 +82,14 @@ def responses(
     failures: Iterable[type],
     *,
     body: bool,
+    keyed: bool = False,
 ) -> dict[int, dict[str, Any]]:
     """An operation's responses: its success envelope, then every error it can answer,
-    each status with the codes it carries, all from the failure table."""
+    each status with the codes it carries, all from the failure table (``keyed``: it
+    takes an Idempotency-Key, and answers its two codes)."""
     answers = [FAILURES[failure] for failure in failures]
+    if keyed:
+        answers += IDEMPOTENT
     answers += [*WITH_A_BODY, *ANY_REQUEST] if body else list(ANY_REQUEST)
     envelope = schemas.error_envelope(operation_id, answers)
     by_status: dict[int, list[ErrorInfo]] = {}
@@ -130,6 +135,25 @@ IF_MATCH = {
     '(`"3"`, as `ETag` gave it; `*`: any); otherwise 412 `precondition_failed` and '
     "nothing changes. Without it the command runs whatever the version.",
     "schema": {"type": "string", "example": '"3"'},
+}
+
+IDEMPOTENCY_KEY = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "description": "1 to 255 visible ASCII characters (0x21-0x7E), unique per request "
+    "(a UUID, say): retrying with the same key and the same request within 24 hours "
+    "answers the first response again (status, body, ETag; with `Idempotent-Replayed: "
+    "true`) and changes nothing more. The same key with another body or If-Match is a "
+    "422 `idempotency_key_reused`; while the first request still runs, a repeat waits "
+    "for it, or after 5 s gets 409 `request_in_progress`. Keys are per operation.",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": "^[\\x21-\\x7E]+$",
+        "example": "5f0c6b2e-8d0b-4a43-9b1e-2a7c1d3f9e10",
+    },
 }
 
 

@@ -48,6 +48,10 @@ COMMANDS = Counter(
     "Domain commands by outcome (ok or the contract code)",
     ("command", "outcome"),
 )
+# No label: the key is the client's, and its endpoint is in the request metrics.
+IDEMPOTENT_REPLAYS = Counter(
+    "usersvc_idempotent_replays", "Commands answered from an Idempotency-Key's stored response"
+)
 DB_POOL_SIZE = Gauge(
     "usersvc_db_pool_size", "Connections open in the pool(s)", multiprocess_mode="livesum"
 )
