@@ -4,6 +4,7 @@ Each test gets its own database, copied from a migrated template made once per
 run, so tests never see each other's rows and never touch data they did not make.
 """
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -71,9 +72,10 @@ def template_database() -> Iterator[str]:
         _drop(name)
 
 
-@pytest.fixture
-def database_url(template_database: str) -> Iterator[str]:
-    name = f"usersvc_test_{uuid4().hex[:12]}"
+@contextlib.contextmanager
+def copy_of(template_database: str, prefix: str = "usersvc_test") -> Iterator[str]:
+    """A new database copied from the migrated template (its URL), dropped afterwards."""
+    name = f"{prefix}_{uuid4().hex[:12]}"
     _admin(
         sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(name), sql.Identifier(template_database)
@@ -83,6 +85,12 @@ def database_url(template_database: str) -> Iterator[str]:
         yield _url_for(name)
     finally:
         _drop(name)
+
+
+@pytest.fixture
+def database_url(template_database: str) -> Iterator[str]:
+    with copy_of(template_database) as url:
+        yield url
 
 
 @pytest.fixture

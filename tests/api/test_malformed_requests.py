@@ -14,15 +14,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import psycopg
 import pytest
 from attrs import frozen
-from psycopg import sql
 
 from tests.api.support import API, assert_error_shape, user_body
-from tests.conftest import _admin, _drop, _url_for
+from tests.conftest import copy_of
 from tests.telemetry.processes import REPO, environment, free_port, wait_ready
 from usersvc.http.failures import BAD_REQUEST, HEADERS_TOO_LARGE, ErrorInfo
 
@@ -166,16 +164,8 @@ def _start(kind: str, database_url: str, log: Path) -> Server:
 
 @pytest.fixture(scope="module")
 def module_database(template_database: str) -> Iterator[str]:
-    name = f"usersvc_test_malformed_{uuid4().hex[:10]}"
-    _admin(
-        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_database)
-        )
-    )
-    try:
-        yield _url_for(name)
-    finally:
-        _drop(name)
+    with copy_of(template_database, "usersvc_test_malformed") as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["serve", "gunicorn"])
