@@ -5,11 +5,8 @@
 -- One user with their linked accounts (oldest connection first), for reading.
 -- $1 user_id
 SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
-       u.status, u.created_at, u.deleted_at, u.version,
-       ARRAY(SELECT la FROM linked_accounts la
-             WHERE la.user_id = u.user_id
-             ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
-FROM users u
+       u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+FROM user_with_linked_accounts u
 WHERE u.user_id = $1;
 
 -- name: lock_user
@@ -17,11 +14,8 @@ WHERE u.user_id = $1;
 -- so commands on one user run one after another (and their events keep order).
 -- $1 user_id
 SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
-       u.status, u.created_at, u.deleted_at, u.version,
-       ARRAY(SELECT la FROM linked_accounts la
-             WHERE la.user_id = u.user_id
-             ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
-FROM users u
+       u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+FROM user_with_linked_accounts u
 WHERE u.user_id = $1
 FOR UPDATE OF u;
 
@@ -29,22 +23,16 @@ FOR UPDATE OF u;
 -- The user with this email, compared case-insensitively (index users_email_key).
 -- $1 email
 SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
-       u.status, u.created_at, u.deleted_at, u.version,
-       ARRAY(SELECT la FROM linked_accounts la
-             WHERE la.user_id = u.user_id
-             ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
-FROM users u
+       u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+FROM user_with_linked_accounts u
 WHERE lower(u.email) = lower($1);
 
 -- name: find_user_by_phone
 -- The user with this phone (index users_phone_key).
 -- $1 phone
 SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
-       u.status, u.created_at, u.deleted_at, u.version,
-       ARRAY(SELECT la FROM linked_accounts la
-             WHERE la.user_id = u.user_id
-             ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
-FROM users u
+       u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+FROM user_with_linked_accounts u
 WHERE u.phone = $1;
 
 -- name: list_users
@@ -54,11 +42,8 @@ WHERE u.phone = $1;
 -- $1 created_at and $2 user_id of the last user of the previous page (the first
 -- page: the smallest timestamp and the nil UUID), $3 most users
 SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
-       u.status, u.created_at, u.deleted_at, u.version,
-       ARRAY(SELECT la FROM linked_accounts la
-             WHERE la.user_id = u.user_id
-             ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
-FROM users u
+       u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+FROM user_with_linked_accounts u
 WHERE (u.created_at, u.user_id) > ($1, $2)
 ORDER BY u.created_at, u.user_id
 LIMIT $3;
@@ -67,11 +52,8 @@ LIMIT $3;
 -- As list_users, only users of one status (index users_status_created_at).
 -- $1 status, $2 created_at and $3 user_id of the previous page's last user, $4 most users
 SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
-       u.status, u.created_at, u.deleted_at, u.version,
-       ARRAY(SELECT la FROM linked_accounts la
-             WHERE la.user_id = u.user_id
-             ORDER BY la.connected_at, la.linked_account_id) AS linked_accounts
-FROM users u
+       u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+FROM user_with_linked_accounts u
 WHERE u.status = $1 AND (u.created_at, u.user_id) > ($2, $3)
 ORDER BY u.created_at, u.user_id
 LIMIT $4;
