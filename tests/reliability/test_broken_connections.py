@@ -85,7 +85,7 @@ BREAKS: list[tuple[str, Request, str, bytes, bool]] = [
     ("statement: writing the change", _delete, "to_server", b"UPDATE users SET status", False),
     ("statement: a create (autocommit)", _create, "to_server", b"INSERT INTO outbox", False),
     ("statement: a create's answer lost", _create, "to_client", b"INSERT 0 1\x00", False),
-    ("statement: a read", _get, "to_server", b"FROM users u", False),
+    ("statement: a read", _get, "to_server", b"FROM user_with_linked_accounts u", False),
     ("statement: the health check", _health, "to_server", b"SELECT 1", False),
     ("idle in transaction: after locking", _delete, "to_client", b"SELECT 1\x00", True),
     ("idle in transaction: after the change", _delete, "to_client", b"INSERT 0 1\x00", True),
