@@ -11,6 +11,7 @@
 """
 
 import os
+import random
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -26,8 +27,17 @@ from opentelemetry.instrumentation._semconv import (
     _OpenTelemetryStabilitySignalType,
 )
 from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
-from opentelemetry.propagate import extract
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.propagate import extract, get_global_textmap
+from opentelemetry.trace import (
+    INVALID_SPAN_ID,
+    INVALID_TRACE_ID,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.http import get_excluded_urls
 
@@ -41,6 +51,9 @@ _configured = False
 # collector). Without one the sampler drops every span, and the spans nothing else
 # needs (the relay's, one per event) are not made at all.
 _recording = False
+# Whether the SDK runs with the always-off sampler (no processor): every span is then
+# an unrecorded one that only carries ids, and the server span is made directly.
+_ids_only = False
 
 
 def _truthy(value: str | None) -> bool:
@@ -93,6 +106,8 @@ def configure_tracing(
         processor = BatchSpanProcessor(_exporter(environ))
     if processor is None:
         sampler = ALWAYS_OFF  # ids for the logs and the events, nothing recorded
+        global _ids_only
+        _ids_only = True
     provider = TracerProvider(resource=resource, sampler=sampler)
     if processor is not None:
         global _recording
@@ -184,6 +199,49 @@ def publish_span(headers: Mapping[str, Any], name: str, **attributes: Any) -> An
 
 # --- the request's server span
 
+# Trace flags as the SDK sets them on a span it does not sample: its ids are random
+# (W3C trace context level 2), and the sampled bit is off.
+_RANDOM_IDS = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
+_NOT_RANDOM = TraceFlags(TraceFlags.DEFAULT)
+
+
+_fields: tuple[object, frozenset[str]] = (None, frozenset())
+
+
+def _propagated_fields() -> frozenset[str]:
+    """The headers the global propagator reads (``OTEL_PROPAGATORS``), found once per
+    propagator: the composite's ``fields`` builds a new set on every call."""
+    global _fields
+    textmap = get_global_textmap()
+    if _fields[0] is not textmap:
+        _fields = (textmap, frozenset(textmap.fields))
+    return _fields[1]
+
+
+def unrecorded_span(parent: Context | None = None) -> trace.Span:
+    """The span the SDK's tracer returns under the always-off sampler, made directly: the
+    parent's trace id and trace state (a new random trace id without a valid parent), a
+    new random span id, not sampled. The SDK's path there (sampler, flags, its own
+    metrics) cost more than the rest of the span's work on every request.
+    ``tests/telemetry/test_unrecorded_spans.py`` holds it to what the SDK makes."""
+    parent_span = trace.get_current_span(parent).get_span_context()
+    if parent_span.is_valid:
+        trace_id = parent_span.trace_id
+        flags = _RANDOM_IDS if parent_span.trace_flags.random_trace_id else _NOT_RANDOM
+        state = parent_span.trace_state
+    else:
+        trace_id = random.getrandbits(128)
+        while trace_id == INVALID_TRACE_ID:
+            trace_id = random.getrandbits(128)
+        flags, state = _RANDOM_IDS, None
+    span_id = random.getrandbits(64)
+    while span_id == INVALID_SPAN_ID:
+        span_id = random.getrandbits(64)
+    return NonRecordingSpan(
+        SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags, trace_state=state)
+    )
+
+
 _OpenTelemetrySemanticConventionStability._initialize()
 _SEMCONV = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
     _OpenTelemetryStabilitySignalType.HTTP
@@ -246,12 +304,20 @@ class ServerSpan:
     __slots__ = ("_attributes", "_span", "_token")
 
     def __init__(self, request: web.Request) -> None:
-        self._span = span = _SERVER_TRACER.start_span(
-            _span_name(request),
-            context=extract(request, getter=aiohttp_server.getter),
-            kind=SpanKind.SERVER,
-        )
         self._attributes: dict[str, Any] = {}
+        if _ids_only:
+            # Only a request that carries trace context has a parent to read.
+            headers = request.headers
+            carried = any(field in headers for field in _propagated_fields())
+            self._span = span = unrecorded_span(
+                extract(request, getter=aiohttp_server.getter) if carried else None
+            )
+        else:
+            self._span = span = _SERVER_TRACER.start_span(
+                _span_name(request),
+                context=extract(request, getter=aiohttp_server.getter),
+                kind=SpanKind.SERVER,
+            )
         if span.is_recording():
             self._attributes = _without_query(
                 aiohttp_server.collect_request_attributes(request, _SEMCONV)

@@ -1,0 +1,127 @@
+"""With no exporter, the server span is made without the SDK's tracer
+(``tracing.unrecorded_span``): it must be the very span that tracer makes under the
+always-off sampler, for every kind of parent a request can carry."""
+
+import re
+import urllib.error
+import urllib.request
+from uuid import uuid4
+
+import psycopg
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+from tests.api.support import user_body
+from tests.telemetry.processes import (
+    environment,
+    free_port,
+    json_lines,
+    request,
+    stop,
+    usersvc,
+    wait_ready,
+)
+from usersvc.telemetry.tracing import unrecorded_span
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+SDK = TracerProvider(sampler=ALWAYS_OFF).get_tracer("reference")
+
+trace_ids = st.integers(1, 2**128 - 1)
+span_ids = st.integers(1, 2**64 - 1)
+flags = st.sampled_from([0x00, 0x01, 0x02, 0x03])
+states = st.sampled_from([TraceState(), TraceState([("vendor", "value"), ("other", "x")])])
+
+
+def _made(span: trace.Span) -> tuple:
+    """What a consumer of the span can see, but its span id (random in both)."""
+    context = span.get_span_context()
+    return (
+        type(span),
+        span.is_recording(),
+        context.trace_flags,
+        context.trace_state,
+        context.is_remote,
+        context.is_valid,
+    )
+
+
+def test_a_root_span_is_what_the_sdk_makes_with_new_random_ids():
+    ours, theirs = unrecorded_span(None), SDK.start_span("GET", context=None)
+    assert _made(ours) == _made(theirs)
+    assert isinstance(ours, NonRecordingSpan)
+    assert ours.get_span_context().trace_flags == TraceFlags(0x02)  # random ids, not sampled
+    seen = {unrecorded_span(None).get_span_context().trace_id for _ in range(100)}
+    assert len(seen) == 100  # new ids each time
+    assert all(0 < trace_id < 2**128 for trace_id in seen)
+
+
+@given(trace_id=trace_ids, span_id=span_ids, flag=flags, state=states, remote=st.booleans())
+def test_a_child_span_keeps_its_parents_trace_as_the_sdk_does(
+    trace_id, span_id, flag, state, remote
+):
+    parent = trace.set_span_in_context(
+        NonRecordingSpan(SpanContext(trace_id, span_id, remote, TraceFlags(flag), state))
+    )
+    ours, theirs = unrecorded_span(parent), SDK.start_span("GET", context=parent)
+    assert _made(ours) == _made(theirs)
+    assert ours.get_span_context().trace_id == theirs.get_span_context().trace_id == trace_id
+    assert ours.get_span_context().span_id not in (0, span_id)
+
+
+def test_an_invalid_parent_starts_a_new_trace_as_the_sdk_does():
+    parent = trace.set_span_in_context(trace.INVALID_SPAN)
+    ours, theirs = unrecorded_span(parent), SDK.start_span("GET", context=parent)
+    assert _made(ours) == _made(theirs)
+    assert ours.get_span_context().is_valid
+
+
+@pytest.mark.parametrize("carried", [False, True])
+def test_without_a_parent_in_the_context_the_current_span_is_the_parent(carried):
+    """The SDK reads the current context when the request brings none."""
+    current = NonRecordingSpan(SpanContext(42, 7, False, TraceFlags(0x01), TraceState()))
+    with trace.use_span(current):
+        ours = unrecorded_span(trace.set_span_in_context(current) if carried else None)
+        theirs = SDK.start_span("GET")
+    assert _made(ours) == _made(theirs)
+    assert ours.get_span_context().trace_id == 42
+
+
+def test_a_served_request_without_an_exporter_logs_and_passes_on_its_trace(
+    database_url: str,
+) -> None:
+    """End to end, ``usersvc serve`` with no exporter: a caller's trace id is the access
+    line's; without one, every request gets a new trace, and its event carries it."""
+    port = free_port()
+    env = environment(USERSVC_DATABASE_URL=database_url, USERSVC_LOG_LEVEL="INFO")
+    server = usersvc("serve", "--host", "127.0.0.1", "--port", str(port), "--no-relay", env=env)
+    base = f"http://127.0.0.1:{port}/api/v1/users"
+    try:
+        wait_ready(server, port)
+        nobody = f"{base}/{uuid4()}"
+        for headers in ({"traceparent": TRACEPARENT}, {}, {}):
+            call = urllib.request.Request(nobody, headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(call, timeout=10)
+            assert refused.value.code == 404
+        status, _ = request(f"{base}/create_user", user_body())
+        assert status == 201
+    finally:
+        output = stop(server)
+    access = [line for line in json_lines(output) if line.get("logger") == "usersvc.access"]
+    gets = [line for line in access if line["route"].endswith("{user_id}")]
+    [create] = [line for line in access if line["route"].endswith("create_user")]
+    assert len(gets) == 3
+    assert gets[0]["trace_id"] == TRACEPARENT.split("-")[1]
+    fresh = {line["trace_id"] for line in gets[1:]} | {create["trace_id"]}
+    assert len(fresh) == 3
+    assert all(re.fullmatch("[0-9a-f]{32}", trace_id) for trace_id in fresh)
+    assert all(re.fullmatch("[0-9a-f]{16}", line["span_id"]) for line in access)
+    with psycopg.connect(database_url) as db:
+        [(headers,)] = db.execute("SELECT headers FROM outbox").fetchall()
+    assert headers["traceparent"].split("-")[1] == create["trace_id"]
