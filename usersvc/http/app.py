@@ -2,7 +2,9 @@
 
 import asyncio
 import contextlib
+import functools
 import re
+import types
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -27,11 +29,9 @@ from usersvc.http.handlers import (
     get_user,
     healthcheck,
 )
-from usersvc.http.middleware import envelopes
+from usersvc.http.middleware import DEFAULT_LIMIT, DEFAULT_WAIT, middleware
 from usersvc.http.openapi import IDEMPOTENCY_KEY, IF_MATCH, documented, responses, with_etag
-from usersvc.http.overload import DEFAULT_LIMIT, DEFAULT_WAIT, overload_limit
 from usersvc.telemetry import metrics
-from usersvc.telemetry.middleware import telemetry
 
 API = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
@@ -184,12 +184,17 @@ LOOK_UPS = (
 
 def _own(handler: Handler) -> Handler:
     """A handler of this app's own: the documentation decorators write onto the function,
-    and every app (tests make many) writes its document afresh."""
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await handler(request)
-
-    return handle
+    and every app (tests make many) writes its document afresh. A copy of the function,
+    not a wrapper around it: no extra call on every request."""
+    assert isinstance(handler, types.FunctionType)
+    copy = types.FunctionType(
+        handler.__code__,
+        handler.__globals__,
+        handler.__name__,
+        handler.__defaults__,
+        handler.__closure__,
+    )
+    return functools.update_wrapper(copy, handler, updated=())
 
 
 def add_routes(app: web.Application) -> None:
@@ -307,13 +312,8 @@ def create_app(
     """The API; with ``relay`` settings the outbox relay runs in this process too.
     At most ``max_concurrency`` requests run at once; others wait up to ``queue_wait``
     seconds, then get 503 (the health check and /metrics never wait)."""
-    overload = overload_limit(
-        max_concurrency, queue_wait, frozenset({API + "/healthcheck", "/metrics"})
-    )
-    # The telemetry middleware outside the envelopes: it sees the status the client gets.
-    app = web.Application(
-        middlewares=[telemetry, envelopes, overload], client_max_size=MAX_BODY_BYTES
-    )
+    edge = middleware(max_concurrency, queue_wait, frozenset({API + "/healthcheck", "/metrics"}))
+    app = web.Application(middlewares=[edge], client_max_size=MAX_BODY_BYTES)
     app[QUERIES] = load()
     app.router.add_get("/metrics", metrics.metrics_handler(_outbox_stats))
     app.cleanup_ctx.append(_database(database_url, pool_min_size))

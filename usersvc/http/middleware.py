@@ -1,13 +1,25 @@
-"""Every answer is an envelope: routing errors, oversize bodies, a lost database, bugs."""
+"""The one middleware: every request is measured, waits its turn, and is answered in an
+envelope (routing errors, oversize bodies, a lost database, bugs included).
 
+One function rather than three middlewares: each layer is a coroutine frame that
+every request enters and every resumption of its task passes through again.
+
+Bounded concurrency per worker: a spike degrades latency, not correctness. At most
+``limit`` requests are handled at once; the next ones wait their turn up to ``wait``
+seconds, then get a 503 envelope with ``Retry-After``. The health check and
+``/metrics`` never wait, so an orchestrator does not kill a busy worker.
+"""
+
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
 
-from usersvc.http.failures import HTTP_ERRORS, INTERNAL_ERROR, SERVICE_UNAVAILABLE
+from usersvc.http.failures import HTTP_ERRORS, INTERNAL_ERROR, OVERLOADED, SERVICE_UNAVAILABLE
 from usersvc.http.responses import answer, error
+from usersvc.telemetry.requests import REQUEST_ID_HEADER, Measured
 
 log = logging.getLogger(__name__)
 
@@ -37,27 +49,80 @@ NOT_UNAVAILABLE = (
 )
 RETRY_AFTER_SECONDS = "5"
 
+DEFAULT_LIMIT = 64  # in flight per worker; the pool's 10 connections serve them in turn
+DEFAULT_WAIT = 2.0  # seconds a request may queue before it is refused
+OVERLOADED_RETRY_AFTER_SECONDS = "1"
 
 type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+type Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def envelopes(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        known = HTTP_ERRORS.get(exc.status)
-        code, message = (known.code, known.message) if known else ("http_error", exc.reason)
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return error(exc.status, code, message, headers)
-    except NOT_UNAVAILABLE:
-        log.exception("unexpected error", extra={"path": request.path})
-        return answer(INTERNAL_ERROR)
-    except DATABASE_UNAVAILABLE as exc:
+def http_error(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own 4xx/5xx (no route, wrong method, body too large) as an envelope."""
+    known = HTTP_ERRORS.get(exc.status)
+    code, message = (known.code, known.message) if known else ("http_error", exc.reason)
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    return error(exc.status, code, message, headers)
+
+
+def unexpected(request: web.Request, exc: Exception) -> web.Response:
+    """An exception a handler let through: 503 when the database is away, else 500.
+    (Called inside the ``except`` clause: the log line gets the traceback.)"""
+    if isinstance(exc, DATABASE_UNAVAILABLE) and not isinstance(exc, NOT_UNAVAILABLE):
         log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
         return answer(SERVICE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
-    except Exception:
-        log.exception("unexpected error", extra={"path": request.path})
-        return answer(INTERNAL_ERROR)
+    log.exception("unexpected error", extra={"path": request.path})
+    return answer(INTERNAL_ERROR)
+
+
+def middleware(
+    limit: int = DEFAULT_LIMIT, wait: float = DEFAULT_WAIT, exempt: frozenset[str] = frozenset()
+) -> Middleware:
+    """The app's middleware; ``exempt`` paths pass without a turn."""
+    slots = asyncio.Semaphore(limit)
+
+    @web.middleware
+    async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+        measured = Measured(request)
+        status = 500  # what the client gets if an exception escapes
+        response: web.StreamResponse | None = None
+        escaped: BaseException | None = None
+        try:
+            try:
+                turn = request.path not in exempt
+                if turn and slots.locked():  # only a queued request pays for the timer
+                    try:
+                        async with asyncio.timeout(wait):
+                            await slots.acquire()
+                    except TimeoutError:
+                        turn = False
+                        response = answer(
+                            OVERLOADED, {"Retry-After": OVERLOADED_RETRY_AFTER_SECONDS}
+                        )
+                elif turn:
+                    await slots.acquire()
+                if response is None:
+                    try:
+                        response = await handler(request)
+                    finally:
+                        if turn:
+                            slots.release()
+            except web.HTTPException as exc:
+                if exc.status < 400:  # redirects and the like, raised as responses
+                    exc.headers[REQUEST_ID_HEADER] = measured.request_id
+                    status = exc.status
+                    raise
+                response = http_error(exc)
+            except Exception as exc:
+                response = unexpected(request, exc)
+            status = response.status
+            if not response.prepared:
+                response.headers[REQUEST_ID_HEADER] = measured.request_id
+            return response
+        except BaseException as exc:
+            escaped = exc
+            raise
+        finally:
+            measured.end(request, status, response, escaped)
+
+    return edge

@@ -26,7 +26,7 @@ from aiohttp.web_request import BaseRequest
 from usersvc.http.failures import BAD_REQUEST, HEADERS_TOO_LARGE, ErrorInfo
 from usersvc.http.responses import answer
 from usersvc.telemetry import logs, metrics
-from usersvc.telemetry.middleware import REQUEST_ID_HEADER, request_id
+from usersvc.telemetry.requests import REQUEST_ID_HEADER, request_id
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def run(
     runner = Runner(
         app,
         handle_signals=True,  # SIGTERM/SIGINT raise GracefulExit out of the loop
-        access_log=None,  # ours is written by the telemetry middleware
+        access_log=None,  # ours is written by the middleware
         shutdown_timeout=shutdown_timeout,
         **options,
     )

@@ -28,7 +28,7 @@ import orjson
 import structlog
 from opentelemetry import trace
 
-# The request being handled by this task, if any (set by the telemetry middleware).
+# The request being handled by this task, if any (set by the HTTP middleware).
 REQUEST_ID: ContextVar[str | None] = ContextVar("usersvc_request_id", default=None)
 
 type EventDict = MutableMapping[str, Any]

@@ -1,0 +1,61 @@
+"""What is measured of every request: its id, its server span, the RED metrics and the
+access line. The HTTP shell's one middleware begins and ends it around the handler
+(plain calls, not a middleware of their own: every layer costs on every request)."""
+
+import random
+import re
+import time
+from contextvars import Token
+
+from aiohttp import web
+
+from usersvc.telemetry import logs, metrics
+from usersvc.telemetry.tracing import ServerSpan
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def request_id(offered: str | None) -> str:
+    """The client's id when it is a sane token, else a new one: 32 hex digits, random as
+    the trace ids are (an id to find lines by, not a secret: no system call for it)."""
+    if offered is not None and _SANE_REQUEST_ID.fullmatch(offered):
+        return offered
+    return f"{random.getrandbits(128):032x}"
+
+
+def route_of(request: web.Request) -> str:
+    """The route template (``/api/v1/users/{user_id}``), never the raw path."""
+    resource = request.match_info.route.resource
+    return metrics.UNMATCHED if resource is None else resource.canonical
+
+
+class Measured:
+    """A request being measured: begun with its id and span, ended with its status."""
+
+    __slots__ = ("_span", "_started", "_token", "request_id")
+
+    def __init__(self, request: web.Request) -> None:
+        self._started = time.perf_counter()
+        self.request_id = rid = request_id(request.headers.get(REQUEST_ID_HEADER))
+        self._token: Token[str | None] = logs.REQUEST_ID.set(rid)
+        self._span = ServerSpan.start(request)
+        metrics.HTTP_IN_FLIGHT.inc()
+
+    def end(
+        self,
+        request: web.Request,
+        status: int,
+        response: web.StreamResponse | None,
+        error: BaseException | None,
+    ) -> None:
+        """``status``: what the client got (500 when an exception escaped, ``error``)."""
+        seconds = time.perf_counter() - self._started
+        metrics.HTTP_IN_FLIGHT.dec()
+        route = route_of(request)
+        metrics.observe_request(request.method, route, status, seconds)
+        size = None if response is None else response.content_length
+        logs.access(request.method, route, status, seconds * 1000, size)  # in the span
+        if self._span is not None:
+            self._span.finish(status, response, error)
+        logs.REQUEST_ID.reset(self._token)
