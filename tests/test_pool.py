@@ -154,3 +154,36 @@ async def test_an_acquirer_that_gives_up_passes_the_connection_on(
     assert quitter.cancelled()
     assert await small_pool.fetchval("SELECT 3") == 3
     assert small_pool.get_idle_size() == 1
+
+
+async def test_each_waiter_gives_up_after_the_acquire_timeout_of_its_own(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One timer serves the whole line: each waiter fails when its own time is up."""
+    monkeypatch.setattr(pool_module, "ACQUIRE_TIMEOUT", 0.3)
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    loop = asyncio.get_running_loop()
+    try:
+        held = await pool.acquire()
+
+        async def wait_in_line() -> float:
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await pool.fetchval("SELECT 1")
+            return loop.time() - started
+
+        first = asyncio.create_task(wait_in_line())
+        await asyncio.sleep(0.2)
+        second = asyncio.create_task(wait_in_line())
+        waited = await asyncio.wait_for(asyncio.gather(first, second), 5)
+        assert all(0.28 < seconds < 0.6 for seconds in waited), waited
+        # A waiter served in time is not failed when its deadline passes later.
+        served = asyncio.create_task(pool.fetchval("SELECT 2"))
+        await asyncio.sleep(0.1)
+        await pool.release(held)
+        assert await served == 2
+        await asyncio.sleep(0.4)
+        assert await pool.fetchval("SELECT 3") == 3
+        assert pool.get_idle_size() == 1
+    finally:
+        await pool.close()

@@ -1,5 +1,6 @@
 """The asyncpg pool, with JSON done by orjson, and every wait on the database bounded."""
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -12,8 +13,8 @@ from usersvc.serialization import dumps
 log = logging.getLogger(__name__)
 
 # Every wait on the database has an end, after which the request answers 503:
-ACQUIRE_TIMEOUT = 5.0  # for a pool connection (a new one's connect included)
-CONNECT_TIMEOUT = 5.0
+ACQUIRE_TIMEOUT = 5.0  # for a pool connection to become free
+CONNECT_TIMEOUT = 5.0  # for a new one to open
 # Server side, so a query is cancelled where it runs (the client-side command timeout
 # is the last resort for a server that no longer answers). A lock is waited for longer
 # than the relay holds a batch's outbox rows (its confirm timeout, 10 s).
@@ -61,13 +62,24 @@ _BROKEN = (
 
 class _FairHolderQueue(asyncpg.pool._PoolConnectionHolderQueue):
     """asyncpg's queue of idle connections, but a released connection goes straight to
-    the longest-waiting acquirer, and a newcomer queues behind those already waiting.
+    the longest-waiting acquirer, a newcomer queues behind those already waiting, and
+    nobody waits longer than ``wait`` seconds (then ``TimeoutError``).
 
     asyncpg's (an ``asyncio.LifoQueue``) puts the connection back and wakes a waiter;
     until that waiter runs, any new request takes the connection first, and the
     waiter goes back to the end of the line. Under load some requests lost that race
     again and again: a p99 of 20 times the mean.
+
+    The waits end by one timer for the whole queue, armed for the oldest waiter (all
+    wait equally long, so the oldest is always the first due), instead of asyncpg's
+    ``wait_for`` around every acquire: a timer made and cancelled per request.
     """
+
+    def __init__(self, maxsize: int, wait: float) -> None:
+        super().__init__(maxsize=maxsize)
+        self._wait = wait
+        self._deadlines: dict[asyncio.Future[Any], float] = {}  # the waiters, oldest first
+        self._timer: asyncio.TimerHandle | None = None
 
     def put_nowait(self, item: Any) -> None:
         while self._getters:
@@ -80,18 +92,35 @@ class _FairHolderQueue(asyncpg.pool._PoolConnectionHolderQueue):
     async def get(self) -> Any:
         if not self._getters and not self.empty():
             return self.get_nowait()
-        getter = self._get_loop().create_future()
+        loop = self._get_loop()
+        getter = loop.create_future()
         self._getters.append(getter)
+        self._deadlines[getter] = loop.time() + self._wait
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadlines[getter], self._expire)
         try:
             return await getter
         except BaseException:
-            if getter.done() and not getter.cancelled():
+            if getter.done() and not getter.cancelled() and getter.exception() is None:
                 self.put_nowait(getter.result())  # handed over just as we gave up: pass it on
             else:
                 getter.cancel()
                 with contextlib.suppress(ValueError):
                     self._getters.remove(getter)
             raise
+        finally:
+            del self._deadlines[getter]
+
+    def _expire(self) -> None:
+        """Fail the waiters whose time is up; arm the timer for the next one due."""
+        self._timer = None
+        now = self._get_loop().time()
+        for getter, deadline in self._deadlines.items():
+            if deadline > now:
+                self._timer = self._get_loop().call_at(deadline, self._expire)
+                return
+            if not getter.done():
+                getter.set_exception(TimeoutError("no pool connection became free in time"))
 
 
 # The asyncpg whose release internals ``BoundedPool._release_now`` follows (checked by
@@ -100,7 +129,7 @@ RELEASE_SHORTCUT_FOR = "0.32."
 
 
 class BoundedPool(asyncpg.Pool):
-    """A pool whose acquire waits ``ACQUIRE_TIMEOUT`` unless told otherwise (its own
+    """A pool whose acquire waits ``ACQUIRE_TIMEOUT`` at most, in turn (its own
     ``fetch``/``execute`` helpers acquire through it too), and whose release of a
     connection with nothing to undo costs no task."""
 
@@ -108,12 +137,14 @@ class BoundedPool(asyncpg.Pool):
 
     async def _initialize(self) -> None:
         await super()._initialize()
-        fair = _FairHolderQueue(maxsize=self._maxsize)
+        fair = _FairHolderQueue(self._maxsize, ACQUIRE_TIMEOUT)
         fair._queue.extend(self._queue._queue)  # no acquirer yet: the pool is not ready
         self._queue = fair
 
     def acquire(self, *, timeout: float | None = None) -> Any:
-        return super().acquire(timeout=ACQUIRE_TIMEOUT if timeout is None else timeout)
+        """Without ``timeout`` the queue bounds the wait (``ACQUIRE_TIMEOUT``) and the
+        connect has its own timeout; with one, asyncpg's ``wait_for`` bounds both."""
+        return super().acquire(timeout=timeout)
 
     async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """A connection that breaks while it is reset for the next user has done its
@@ -122,7 +153,8 @@ class BoundedPool(asyncpg.Pool):
         if self._shortcut and self._release_now(connection):
             return
         try:
-            await super().release(connection, timeout=timeout)
+            budget = ACQUIRE_TIMEOUT if timeout is None else timeout
+            await super().release(connection, timeout=budget)
         except _BROKEN as error:
             log.warning("a database connection broke on release: %s", type(error).__name__)
 
