@@ -26,7 +26,8 @@ from typing import IO, Any, BinaryIO, Literal
 
 import orjson
 import structlog
-from opentelemetry import trace
+
+from usersvc.telemetry.tracing import current_span_context
 
 # The request being handled by this task, if any (set by the HTTP middleware).
 REQUEST_ID: ContextVar[str | None] = ContextVar("usersvc_request_id", default=None)
@@ -46,7 +47,7 @@ def _add_context(_: object, __: str, event: EventDict) -> EventDict:
     request_id = REQUEST_ID.get()
     if request_id is not None:
         event["request_id"] = request_id
-    context = trace.get_current_span().get_span_context()
+    context = current_span_context()
     if context.is_valid:
         event["trace_id"] = format(context.trace_id, "032x")
         event["span_id"] = format(context.span_id, "016x")

@@ -14,6 +14,7 @@ import os
 import random
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
 from typing import Any
 
 from aiohttp import web
@@ -160,7 +161,7 @@ def fail(span: trace.Span, error: BaseException | str) -> None:
 def child_span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Any:
     """A span under the current one, or nothing at all when that one is not recorded
     (its children would not be either; this keeps untraced requests cheap)."""
-    if not trace.get_current_span().is_recording():
+    if not _recording or not trace.get_current_span().is_recording():
         return _NOTHING
     return _Span(name, kind, attributes, None)
 
@@ -177,13 +178,14 @@ def trace_headers(incoming: Mapping[str, str]) -> dict[str, str]:
     otherwise the caller's context (when well-formed), so a consumer links to a span
     that exists; failing both, the unrecorded span's ids, which the logs carry too."""
     carrier: dict[str, str] = {}
-    span = trace.get_current_span()
-    if span.is_recording():
+    if _recording and trace.get_current_span().is_recording():
         W3C.inject(carrier)
         return carrier
     W3C.inject(carrier, context=W3C.extract(incoming))
-    if not carrier and span.get_span_context().is_valid:
-        W3C.inject(carrier)
+    if not carrier:
+        ids = current_span_context()
+        if ids.is_valid:
+            W3C.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(ids)))
     return carrier
 
 
@@ -224,6 +226,11 @@ def unrecorded_span(parent: Context | None = None) -> trace.Span:
     new random span id, not sampled. The SDK's path there (sampler, flags, its own
     metrics) cost more than the rest of the span's work on every request.
     ``tests/telemetry/test_unrecorded_spans.py`` holds it to what the SDK makes."""
+    return NonRecordingSpan(unrecorded_span_context(parent))
+
+
+def unrecorded_span_context(parent: Context | None = None) -> SpanContext:
+    """The ids of :func:`unrecorded_span`."""
     parent_span = trace.get_current_span(parent).get_span_context()
     if parent_span.is_valid:
         trace_id = parent_span.trace_id
@@ -237,9 +244,20 @@ def unrecorded_span(parent: Context | None = None) -> trace.Span:
     span_id = random.getrandbits(64)
     while span_id == INVALID_SPAN_ID:
         span_id = random.getrandbits(64)
-    return NonRecordingSpan(
-        SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags, trace_state=state)
-    )
+    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags, trace_state=state)
+
+
+# The ids of the request's unrecorded server span, while it is handled. Kept apart from
+# OpenTelemetry's context: attaching a span there (and reading it back for every log
+# line and statement) cost more than making it, and nothing but our own code reads it.
+_UNRECORDED: ContextVar[SpanContext | None] = ContextVar("usersvc_unrecorded_span", default=None)
+
+
+def current_span_context() -> SpanContext:
+    """The ids of the current span: the request's unrecorded server span while there is
+    one, otherwise OpenTelemetry's current span."""
+    ids = _UNRECORDED.get()
+    return trace.get_current_span().get_span_context() if ids is None else ids
 
 
 _OpenTelemetrySemanticConventionStability._initialize()
@@ -301,23 +319,26 @@ class ServerSpan:
     provider is configured, so they went nowhere; Prometheus has usersvc_http_*.
     """
 
-    __slots__ = ("_attributes", "_span", "_token")
+    __slots__ = ("_attributes", "_span", "_token", "_unrecorded")
 
     def __init__(self, request: web.Request) -> None:
         self._attributes: dict[str, Any] = {}
         if _ids_only:
-            # Only a request that carries trace context has a parent to read.
+            # Only ids: current through :func:`current_span_context`, not OpenTelemetry's
+            # context. Only a request that carries trace context has a parent to read.
             headers = request.headers
             carried = any(field in headers for field in _propagated_fields())
-            self._span = span = unrecorded_span(
+            ids = unrecorded_span_context(
                 extract(request, getter=aiohttp_server.getter) if carried else None
             )
-        else:
-            self._span = span = _SERVER_TRACER.start_span(
-                _span_name(request),
-                context=extract(request, getter=aiohttp_server.getter),
-                kind=SpanKind.SERVER,
-            )
+            self._unrecorded = _UNRECORDED.set(ids)
+            return
+        self._unrecorded = None
+        self._span = span = _SERVER_TRACER.start_span(
+            _span_name(request),
+            context=extract(request, getter=aiohttp_server.getter),
+            kind=SpanKind.SERVER,
+        )
         if span.is_recording():
             self._attributes = _without_query(
                 aiohttp_server.collect_request_attributes(request, _SEMCONV)
@@ -338,6 +359,9 @@ class ServerSpan:
         self, status: int, response: web.StreamResponse | None, error: BaseException | None
     ) -> None:
         """The status the client got (or the error that escaped) on the span; end it."""
+        if self._unrecorded is not None:
+            _UNRECORDED.reset(self._unrecorded)
+            return
         span = self._span
         try:
             if span.is_recording():
