@@ -5,9 +5,9 @@ event*. Uniqueness is the database's: a unique violation, also one lost in a
 race, becomes the contract's 409 through :data:`CONFLICTS`.
 """
 
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -111,15 +111,19 @@ def _conflict(error: asyncpg.UniqueViolationError) -> Decision:
     return Failure(conflict)
 
 
+_STATUSES = {status.value: status for status in UserStatus}  # a dict look-up, not Enum()
+
+
 def _user(row: asyncpg.Record) -> User:
+    accounts = row["linked_accounts"]
     return User(
         user_id=row["user_id"],
         fullname=Fullname(row["firstname"], row["lastname"], row["middlename"]),
         contacts=Contacts(row["email"], row["phone"]),
-        status=UserStatus(row["status"]),
+        status=_STATUSES[row["status"]],
         created_at=row["created_at"],
         deleted_at=row["deleted_at"],
-        linked_accounts=tuple(_linked_account(a) for a in row["linked_accounts"]),
+        linked_accounts=tuple(map(_linked_account, accounts)) if accounts else (),
         version=row["version"],
     )
 
@@ -130,27 +134,6 @@ async def _execute(
     """Run the named statement of ``sql/*.sql`` in its own span."""
     with sql_span(name):
         await connection.execute(queries[name], *args)
-
-
-class _Acquired:
-    """``pool.acquire()`` with the wait and the checkouts measured (a class, not an
-    ``asynccontextmanager``: it is on every request's path)."""
-
-    __slots__ = ("_acquiring", "_pool")
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        started = time.perf_counter()
-        self._acquiring = self._pool.acquire()
-        connection = await self._acquiring.__aenter__()
-        metrics.acquired(started)
-        return connection
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        metrics.released()
-        await self._acquiring.__aexit__(*exc_info)
 
 
 # Before every user: the first page of a listing starts after it.
@@ -177,9 +160,9 @@ class Users:
         self._clock = clock
         self._new_id = new_id
 
-    def _connection(self) -> "_Acquired":
-        """A pool connection, with the wait for it and the pool's state measured."""
-        return _Acquired(self._pool)
+    def _connection(self) -> Any:
+        """A pool connection (the pool measures the wait for it and its state)."""
+        return self._pool.acquire()
 
     async def ping(self) -> None:
         """Raises when the database does not answer within a second or two."""

@@ -57,7 +57,7 @@ DB_POOL_SIZE = Gauge(
 )
 DB_POOL_IN_USE = Gauge(
     "usersvc_db_pool_connections_in_use",
-    "Connections checked out (by the API's commands and queries)",
+    "Connections checked out of the pool",
     multiprocess_mode="livesum",
 )
 DB_POOL_ACQUIRE = Histogram(
@@ -102,8 +102,14 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     histogram.observe(seconds)
 
 
+_commands: dict[tuple[str, str], Counter] = {}
+
+
 def count_command(command: str, outcome: str) -> None:
-    COMMANDS.labels(command, outcome).inc()
+    counter = _commands.get((command, outcome))
+    if counter is None:
+        counter = _commands[command, outcome] = COMMANDS.labels(command, outcome)
+    counter.inc()
 
 
 # The pools of this process (the API's, the relay's when it runs alone); asyncpg's
