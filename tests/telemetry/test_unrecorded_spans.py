@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
@@ -26,7 +27,7 @@ from tests.telemetry.processes import (
     usersvc,
     wait_ready,
 )
-from usersvc.telemetry.tracing import unrecorded_span
+from usersvc.telemetry.tracing import unrecorded_span_context
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -36,6 +37,11 @@ trace_ids = st.integers(1, 2**128 - 1)
 span_ids = st.integers(1, 2**64 - 1)
 flags = st.sampled_from([0x00, 0x01, 0x02, 0x03])
 states = st.sampled_from([TraceState(), TraceState([("vendor", "value"), ("other", "x")])])
+
+
+def unrecorded_span(parent: Context | None) -> trace.Span:
+    """What the server span is, with no exporter: its ids, recording nothing."""
+    return NonRecordingSpan(unrecorded_span_context(parent))
 
 
 def _made(span: trace.Span) -> tuple:

@@ -62,6 +62,9 @@ _BROKEN = (
 )
 
 
+_CLOCK_STEP = 0.001
+
+
 class _FairHolderQueue(asyncpg.pool._PoolConnectionHolderQueue):
     """asyncpg's queue of idle connections, but a released connection goes straight to
     the longest-waiting acquirer, a newcomer queues behind those already waiting, and
@@ -116,7 +119,9 @@ class _FairHolderQueue(asyncpg.pool._PoolConnectionHolderQueue):
     def _expire(self) -> None:
         """Fail the waiters whose time is up; arm the timer for the next one due."""
         self._timer = None
-        now = self._get_loop().time()
+        # A timer may fire a little early (the loop's clock has millisecond steps):
+        # what is due within one counts as due, rather than re-arming at once.
+        now = self._get_loop().time() + _CLOCK_STEP
         for getter, deadline in self._deadlines.items():
             if deadline > now:
                 self._timer = self._get_loop().call_at(deadline, self._expire)
@@ -165,8 +170,8 @@ class BoundedPool(asyncpg.Pool):
         self._queue = fair
 
     def acquire(self, *, timeout: float | None = None) -> Any:
-        """Without ``timeout`` the queue bounds the wait (``ACQUIRE_TIMEOUT``) and the
-        connect has its own timeout; with one, asyncpg's ``wait_for`` bounds both."""
+        """The queue bounds the wait (``ACQUIRE_TIMEOUT``) and a new connection's connect
+        has its own timeout; a ``timeout`` given here bounds both together as well."""
         return _MeasuredAcquire(self, timeout)
 
     async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109

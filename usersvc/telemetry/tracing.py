@@ -220,17 +220,12 @@ def _propagated_fields() -> frozenset[str]:
     return _fields[1]
 
 
-def unrecorded_span(parent: Context | None = None) -> trace.Span:
-    """The span the SDK's tracer returns under the always-off sampler, made directly: the
-    parent's trace id and trace state (a new random trace id without a valid parent), a
-    new random span id, not sampled. The SDK's path there (sampler, flags, its own
-    metrics) cost more than the rest of the span's work on every request.
-    ``tests/telemetry/test_unrecorded_spans.py`` holds it to what the SDK makes."""
-    return NonRecordingSpan(unrecorded_span_context(parent))
-
-
 def unrecorded_span_context(parent: Context | None = None) -> SpanContext:
-    """The ids of :func:`unrecorded_span`."""
+    """The ids of the span the SDK's tracer makes under the always-off sampler, made
+    directly: the parent's trace id and trace state (a new random trace id without a
+    valid parent), a new random span id, not sampled. The SDK's path there (sampler,
+    flags, its own metrics) cost more than the rest of the span's work on every request.
+    ``tests/telemetry/test_unrecorded_spans.py`` holds it to what the SDK makes."""
     parent_span = trace.get_current_span(parent).get_span_context()
     if parent_span.is_valid:
         trace_id = parent_span.trace_id
