@@ -40,7 +40,7 @@ class Measured:
         self.request_id = rid = request_id(request.headers.get(REQUEST_ID_HEADER))
         self._token: Token[str | None] = logs.REQUEST_ID.set(rid)
         self._span = ServerSpan.start(request)
-        metrics.HTTP_IN_FLIGHT.inc()
+        metrics.request_started()
 
     def end(
         self,
@@ -51,7 +51,7 @@ class Measured:
     ) -> None:
         """``status``: what the client got (500 when an exception escaped, ``error``)."""
         seconds = time.perf_counter() - self._started
-        metrics.HTTP_IN_FLIGHT.dec()
+        metrics.request_ended()
         route = route_of(request)
         metrics.observe_request(request.method, route, status, seconds)
         size = None if response is None else response.content_length
