@@ -1,0 +1,74 @@
+"""How the relay groups committed events into batches, with real services."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import asyncpg
+import pytest
+from attrs import evolve
+
+from tests.relay.support import Consumer, create_user, eventually, succeed
+from usersvc.amqp import Relay, RelaySettings
+from usersvc.amqp.messages import OutboxRow
+from usersvc.db.queries import Queries
+from usersvc.db.users import Users
+
+StartRecorded = Callable[..., Any]
+
+
+@pytest.fixture
+async def recorded_relay(
+    pool: asyncpg.Pool, database_url: str, queries: Queries, settings: RelaySettings
+) -> AsyncIterator[tuple[list[list[str]], StartRecorded]]:
+    """A relay that records each published batch's event ids; settings overridable."""
+    batches: list[list[str]] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    def on_published(rows: Sequence[OutboxRow]) -> None:
+        batches.append([str(row.event_id) for row in rows])
+
+    def start(**overrides: Any) -> Relay:
+        relay = Relay(
+            pool, database_url, queries, evolve(settings, **overrides), on_published=on_published
+        )
+        tasks.append(asyncio.create_task(relay.run()))
+        return relay
+
+    try:
+        yield batches, start
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_events_committed_within_the_batch_wait_go_in_one_batch(
+    users: Users, consumer: Consumer, recorded_relay: tuple[list[list[str]], StartRecorded]
+) -> None:
+    batches, start = recorded_relay
+    relay = start(batch_wait=0.5)
+    await eventually(lambda: relay.health().leader)
+    await asyncio.sleep(0.1)  # its first (empty) batch fetched: it waits for a wake
+    first = await succeed(users, create_user())
+    await asyncio.sleep(0.1)  # another transaction, well within the wait
+    second = await succeed(users, create_user())
+    await consumer.wait_for([first.event_id, second.event_id])
+    await eventually(lambda: sum(map(len, batches)) == 2)  # marked after the confirms
+    assert batches == [[str(first.event_id), str(second.event_id)]]
+
+
+async def test_with_no_batch_wait_an_event_is_published_at_once(
+    users: Users, consumer: Consumer, recorded_relay: tuple[list[list[str]], StartRecorded]
+) -> None:
+    batches, start = recorded_relay
+    relay = start(batch_wait=0)
+    await eventually(lambda: relay.health().leader)
+    await asyncio.sleep(0.1)
+    first = await succeed(users, create_user())
+    await consumer.wait_for([first.event_id], within=0.4)  # the other test waits 0.5 s
+    await eventually(lambda: len(batches) == 1)
+    second = await succeed(users, create_user())
+    await consumer.wait_for([second.event_id], within=0.4)
+    await eventually(lambda: len(batches) == 2)
+    assert batches == [[str(first.event_id)], [str(second.event_id)]]
