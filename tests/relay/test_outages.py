@@ -194,20 +194,21 @@ async def test_a_relay_killed_mid_batch_is_taken_over_and_nothing_is_lost(
     assert len(load.all_ids()) == 2000
 
     first, first_task = await start_relay(batch_size=1000)
-    # Killed halfway through its second batch: 500 confirmed, none of them marked yet;
-    # held there until the second relay is seen waiting.
-    publish, confirmed, kill = first._publish, 0, asyncio.Event()
+    # Killed halfway through its second batch: 500 confirmed (a wave is each user's next
+    # row, 100 of them), none of them marked yet; held there until the second relay is
+    # seen waiting.
+    publish_wave, confirmed, kill = first._publish_wave, 0, asyncio.Event()
 
     async def killed_at_1500(*args: object) -> object:
         nonlocal confirmed
-        result = await publish(*args)  # type: ignore[arg-type]
-        confirmed += 1
+        outcomes = await publish_wave(*args)  # type: ignore[arg-type]
+        confirmed += len(outcomes)
         if confirmed == 1500:
             await kill.wait()
             first_task.cancel()
-        return result
+        return outcomes
 
-    first._publish = killed_at_1500  # type: ignore[method-assign]
+    first._publish_wave = killed_at_1500  # type: ignore[method-assign]
     await eventually(lambda: first.health().leader)
     second, _ = await start_relay(batch_size=1000)
     await eventually(lambda: second.health().broker == "connected")
@@ -246,7 +247,7 @@ async def test_two_relays_on_one_database_never_publish_at_once_nor_reorder_a_us
         overlaps = 0
 
         def spy(index: int, relay: Relay) -> None:
-            publish = relay._publish
+            publish = relay._publish_wave
 
             async def counted(*args: object) -> object:
                 nonlocal overlaps
@@ -257,7 +258,7 @@ async def test_two_relays_on_one_database_never_publish_at_once_nor_reorder_a_us
                 finally:
                     publishing[index] -= 1
 
-            relay._publish = counted  # type: ignore[method-assign]
+            relay._publish_wave = counted  # type: ignore[method-assign]
 
         for index, relay in enumerate(relays):
             spy(index, relay)

@@ -29,11 +29,12 @@ from attrs.validators import ge, gt, min_len
 from pamqp.commands import Basic
 
 from usersvc.amqp.messages import OutboxRow, backoff_delay, settled, to_message
+from usersvc.amqp.publishing import publish_many
 from usersvc.db.idempotency import delete_expired_keys
 from usersvc.db.pool import init_connection
 from usersvc.db.queries import Queries
 from usersvc.telemetry import metrics
-from usersvc.telemetry.tracing import fail, publish_span
+from usersvc.telemetry.tracing import end_publish_span, start_publish_span
 
 log = logging.getLogger(__name__)
 
@@ -390,64 +391,93 @@ class Relay:
     ) -> list[object]:
         """Each row's confirm (``Basic.Ack``) or error, in row order.
 
-        Rows of different users are in flight together; a user's row is sent only
-        once the broker confirmed that user's previous row of the batch, so a
-        refused event is never overtaken by a later one of its user.
+        Rows go in waves, each wave one write with its confirms in flight together: the
+        first wave holds each user's first row of the batch, the next each user's second,
+        and so on. A user's row is sent only once the broker confirmed that user's
+        previous row, so a refused event is never overtaken by a later one of its user
+        (that one gets the same error, unsent). Under load a batch is almost always one
+        wave: its users are new or changed once.
         """
-        tasks: list[asyncio.Future] = []
-        previous: dict[UUID, asyncio.Future] = {}
-        for row in rows:
-            # Started in row order, the publishes take the channel's (FIFO) lock in
-            # that order, so the broker receives each user's rows in commit order.
-            task = asyncio.ensure_future(self._publish(channel, row, previous.get(row.user_id)))
-            previous[row.user_id] = task
-            tasks.append(task)
-        publishes = asyncio.gather(*tasks, return_exceptions=True)
-        closing = {broker.closing, channel.closing}
-        try:
-            await asyncio.wait({publishes, *closing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # When the connection drops, aiormq fails the confirms it waits for, but a
-            # publish queued behind a full write buffer would wait out its timeout:
-            # none of those can be confirmed any more. (And on cancellation, stop all.)
-            for waiter in (*closing, *tasks):
-                waiter.cancel()
-        return await publishes
+        results: list[object] = [None] * len(rows)
+        waiting = list(range(len(rows)))
+        refused: dict[UUID, BaseException] = {}
+        while waiting:
+            wave: list[int] = []
+            later: list[int] = []
+            in_wave: set[UUID] = set()
+            for index in waiting:
+                user_id = rows[index].user_id
+                if user_id in refused:
+                    results[index] = refused[user_id]
+                elif user_id in in_wave:
+                    later.append(index)
+                else:
+                    in_wave.add(user_id)
+                    wave.append(index)
+            outcomes = await self._publish_wave(channel, broker, [rows[i] for i in wave])
+            for index, outcome in zip(wave, outcomes, strict=True):
+                results[index] = outcome
+                if isinstance(outcome, BaseException):
+                    refused[rows[index].user_id] = outcome
+                    if not isinstance(outcome, DeliveryError):
+                        later = []  # the connection is gone: the rest is not sent
+                        for rest in waiting:
+                            if results[rest] is None:
+                                results[rest] = outcome
+            waiting = later
+        return results
 
-    async def _publish(
-        self, channel: AbstractChannel, row: OutboxRow, after: asyncio.Future | None
-    ) -> object:
-        if after is not None:
-            await after  # the user's previous row: its error is this row's too, unsent
-        message = to_message(row)
+    async def _publish_wave(
+        self, channel: AbstractChannel, broker: AbstractConnection, rows: Sequence[OutboxRow]
+    ) -> list[object]:
+        """Publish rows of distinct users in one write; each one's confirm or error."""
         exchange = self._settings.exchange
-        # In the trace of the request that committed the event (its stored traceparent).
-        with publish_span(
-            row.headers,
-            f"publish {exchange}",
-            **{
-                "messaging.system": "rabbitmq",
-                "messaging.operation.type": "send",
-                "messaging.destination.name": exchange,
-                "messaging.rabbitmq.destination.routing_key": message.routing_key,
-                "messaging.message.id": str(row.event_id),
-                "usersvc.event.name": row.event_name,
-            },
-        ) as span:
-            confirm = await channel.basic_publish(
-                message.body,
-                exchange=exchange,
-                routing_key=message.routing_key,
-                properties=message.properties,
-                mandatory=True,  # an unroutable message comes back as an error, not dropped
-                # Not waiting for each frame to reach the socket lets the batch's publishes
-                # queue up back to back (the order stays: the channel lock is taken in turn).
-                wait=False,
-                timeout=self._settings.confirm_timeout,
+        messages = [to_message(row) for row in rows]
+        # Each in the trace of the request that committed its event (its traceparent).
+        spans = [
+            start_publish_span(
+                row.headers,
+                f"publish {exchange}",
+                **{
+                    "messaging.system": "rabbitmq",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": exchange,
+                    "messaging.rabbitmq.destination.routing_key": message.routing_key,
+                    "messaging.message.id": str(row.event_id),
+                    "usersvc.event.name": row.event_name,
+                },
             )
-            if span is not None and not isinstance(confirm, Basic.Ack):
-                fail(span, "not confirmed by the broker")
-            return confirm
+            for row, message in zip(rows, messages, strict=True)
+        ]
+        outcomes: list[object] = []
+        try:
+            confirmations = await publish_many(channel, exchange, messages)
+            confirmed = asyncio.gather(*confirmations, return_exceptions=True)
+            closing = {broker.closing, channel.closing}
+            try:
+                await asyncio.wait(
+                    {confirmed, *closing},
+                    timeout=self._settings.confirm_timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                # When the connection drops, aiormq fails the confirms it waits for;
+                # after the timeout (or on cancellation) none is waited for any more.
+                for waiter in (*closing, *confirmations):
+                    waiter.cancel()
+            unsettled: BaseException = (
+                BrokerConnectionLostError("the broker connection was closed")
+                if any(waiter.done() and not waiter.cancelled() for waiter in closing)
+                else TimeoutError(f"no confirm within {self._settings.confirm_timeout:g} s")
+            )
+            outcomes = [_outcome(confirmation, unsettled) for confirmation in confirmations]
+        except BaseException as error:
+            outcomes = [error] * len(rows)
+            raise
+        finally:
+            for span, outcome in zip(spans, outcomes or [None] * len(rows), strict=True):
+                end_publish_span(span, _failure(outcome))
+        return outcomes
 
     async def _clean_up(self) -> None:
         """Delete published rows older than the retention, and expired idempotency keys
@@ -466,6 +496,19 @@ class Relay:
         expired = await delete_expired_keys(self._pool, self._q)
         if expired:
             log.info("outbox relay: deleted %d expired idempotency keys", expired)
+
+
+def _outcome(confirmation: asyncio.Future, unsettled: BaseException) -> object:
+    """A publish's confirm (``Basic.Ack``) or its error (``unsettled``: not settled)."""
+    if confirmation.cancelled():
+        return unsettled
+    return confirmation.exception() or confirmation.result()
+
+
+def _failure(outcome: object) -> BaseException | str | None:
+    if outcome is None or isinstance(outcome, BaseException):
+        return outcome
+    return None if isinstance(outcome, Basic.Ack) else "not confirmed by the broker"
 
 
 async def _close_broker(broker: AbstractConnection) -> None:

@@ -189,14 +189,33 @@ def trace_headers(incoming: Mapping[str, str]) -> dict[str, str]:
     return carrier
 
 
-def publish_span(headers: Mapping[str, Any], name: str, **attributes: Any) -> Any:
-    """The relay's span for one publish, in the trace of the request whose event it is;
-    none (the block gets None) when no span can be recorded: made and dropped, it cost
-    a tenth of the relay's time per event."""
+def start_publish_span(
+    headers: Mapping[str, Any], name: str, **attributes: Any
+) -> trace.Span | None:
+    """The relay's span for one publish, in the trace of the request whose event it is,
+    started (not made current: a batch's publishes are in flight together); None when
+    no span can be recorded: made and dropped, it cost a tenth of the relay's time per
+    event. End it with :func:`end_publish_span`."""
     if not _recording:
-        return _NOTHING
+        return None
     parent: Context = W3C.extract({k: v for k, v in headers.items() if isinstance(v, str)})
-    return _Span(name, SpanKind.PRODUCER, attributes, parent)
+    return TRACER.start_span(
+        name,
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
+def end_publish_span(span: trace.Span | None, failure: BaseException | str | None) -> None:
+    """End a publish span: confirmed by the broker (no ``failure``), or failed."""
+    if span is None:
+        return
+    if failure is not None:
+        fail(span, failure)
+    span.end()
 
 
 # --- the request's server span
