@@ -2,14 +2,15 @@
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+from uuid import UUID
 
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 from returns.result import Failure, Result, Success
 
-from usersvc.http.schemas import ERROR_TYPES
+from usersvc.http.schemas import ERROR_TYPES, Body, Int, Network, Str, Uuid
 
 type Detail = list[dict[str, object]]
 
@@ -84,7 +85,83 @@ def load(schema: Schema, data: Any, where: str) -> Result[Any, Detail]:
         return Failure(details(messages, where))
 
 
-async def read_body(request: web.Request, schema: Schema) -> Result[Any, Detail]:
+type PlainLoader = Callable[[Any], Any]
+
+# A field's kind for the plain loader: what its value must be to need no judging.
+_STR, _INT, _UUID, _NETWORK = range(4)
+_KINDS = ((Str, _STR), (Int, _INT), (Uuid, _UUID), (Network, _NETWORK))
+
+
+def plain_loader(schema: Body) -> PlainLoader:
+    """A function that makes the schema's command from a body in which every field holds
+    a value of exactly its type (or null where it may), as the schema's load would, and
+    returns None for any other body: the schema judges and words those.
+
+    The schema's load was the largest part of a command's own time before the database;
+    this one goes through the fields once. ``tests/api/test_plain_bodies.py`` holds it
+    to the schema for every body."""
+    plan: list[tuple[str, int, bool]] = []
+    for name, field in schema.fields.items():
+        kind = next((k for cls, k in _KINDS if isinstance(field, cls)), None)
+        plain = kind is not None and not field.validators and field.data_key is None
+        if not plain or field.attribute is not None:
+            return lambda _: None  # a field it does not know: the schema, always
+        plan.append((name, kind, field.allow_none))
+    network = Network().enum
+    make = schema.command
+    fields = tuple(plan)
+
+    def load_plain(data: Any) -> Any:
+        if type(data) is not dict:
+            return None
+        values: dict[str, Any] = {}
+        for name, kind, nullable in fields:
+            if name not in data:
+                return None
+            value = data[name]
+            if value is None:
+                if not nullable:
+                    return None
+            elif kind == _STR:
+                if type(value) is not str:
+                    return None
+            elif kind == _INT:
+                if type(value) is not int:
+                    return None
+            elif kind == _UUID:
+                if type(value) is not str:
+                    return None
+                try:
+                    value = UUID(value)
+                except ValueError:
+                    return None
+            else:  # a network, by its value
+                if type(value) is not str:
+                    return None
+                try:
+                    value = network(value)
+                except ValueError:
+                    return None
+            values[name] = value
+        return make(**values)
+
+    return load_plain
+
+
+_plain: dict[Body, PlainLoader] = {}
+
+
+def load_body(schema: Body, data: Any) -> Result[Any, Detail]:
+    """The body's command: made directly when every field is plainly valid, else by the
+    schema (with its wording of each error)."""
+    plain = _plain.get(schema)
+    if plain is None:
+        plain = _plain[schema] = plain_loader(schema)
+    command = plain(data)
+    return load(schema, data, "body") if command is None else Success(command)
+
+
+async def read_body(request: web.Request, schema: Body) -> Result[Any, Detail]:
     """The body as the schema's command. A body that is not JSON raises 415 before it
     is read, one over the size limit 413, one that comes too slowly 408."""
     if not is_json(request.headers.get("Content-Type")):
@@ -94,4 +171,4 @@ async def read_body(request: web.Request, schema: Schema) -> Result[Any, Detail]
             raw = await request.read()
     except TimeoutError:
         raise web.HTTPRequestTimeout(headers={"Connection": "close"}) from None
-    return parse_json(raw).bind(lambda data: load(schema, data, "body"))
+    return parse_json(raw).bind(lambda data: load_body(schema, data))
