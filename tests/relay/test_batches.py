@@ -10,6 +10,7 @@ from attrs import evolve
 
 from tests.relay.support import Consumer, create_user, eventually, succeed
 from usersvc.amqp import Relay, RelaySettings
+from usersvc.amqp import relay as relay_module
 from usersvc.amqp.messages import OutboxRow
 from usersvc.db.queries import Queries
 from usersvc.db.users import Users
@@ -72,3 +73,35 @@ async def test_with_no_batch_wait_an_event_is_published_at_once(
     await consumer.wait_for([second.event_id], within=0.4)
     await eventually(lambda: len(batches) == 2)
     assert batches == [[str(first.event_id)], [str(second.event_id)]]
+
+
+async def test_a_wave_whose_write_never_goes_out_is_given_up_at_the_confirm_timeout(
+    users: Users,
+    consumer: Consumer,
+    recorded_relay: tuple[list[list[str]], StartRecorded],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first wave's write waits for ever (a writer that died with the connection
+    # would leave it so); the relay must give it up, reconnect and send the event.
+    real = relay_module.publish_many
+    stuck = asyncio.Event()
+    calls = 0
+
+    async def first_one_hangs(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            stuck.set()
+            await asyncio.Event().wait()
+        return await real(*args)
+
+    monkeypatch.setattr(relay_module, "publish_many", first_one_hangs)
+    batches, start = recorded_relay
+    relay = start(confirm_timeout=0.5)
+    event = await succeed(users, create_user())
+    async with asyncio.timeout(5):
+        await stuck.wait()
+    await eventually(lambda: relay.health().last_error is not None)
+    assert "no confirm within 0.5 s" in (relay.health().last_error or "")
+    await consumer.wait_for([event.event_id])
+    await eventually(lambda: batches == [[str(event.event_id)]])

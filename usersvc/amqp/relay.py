@@ -449,28 +449,40 @@ class Relay:
             )
             for row, message in zip(rows, messages, strict=True)
         ]
+        confirmations: list[asyncio.Future] = []
+
+        async def send() -> None:
+            confirmations.extend(await publish_many(channel, exchange, messages))
+            await asyncio.gather(*confirmations, return_exceptions=True)
+
         outcomes: list[object] = []
         try:
-            confirmations = await publish_many(channel, exchange, messages)
-            confirmed = asyncio.gather(*confirmations, return_exceptions=True)
+            # The write and the confirms bounded together: by the confirm timeout, and
+            # by the connection (aiormq fails the confirms it waits for when it drops,
+            # but a write queued behind a dead writer would wait for ever).
+            sending = asyncio.ensure_future(send())
             closing = {broker.closing, channel.closing}
             try:
                 await asyncio.wait(
-                    {confirmed, *closing},
+                    {sending, *closing},
                     timeout=self._settings.confirm_timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
-                # When the connection drops, aiormq fails the confirms it waits for;
-                # after the timeout (or on cancellation) none is waited for any more.
-                for waiter in (*closing, *confirmations):
+                for waiter in (*closing, sending, *confirmations):
                     waiter.cancel()
             unsettled: BaseException = (
                 BrokerConnectionLostError("the broker connection was closed")
                 if any(waiter.done() and not waiter.cancelled() for waiter in closing)
                 else TimeoutError(f"no confirm within {self._settings.confirm_timeout:g} s")
             )
-            outcomes = [_outcome(confirmation, unsettled) for confirmation in confirmations]
+            failed = sending.exception() if sending.done() and not sending.cancelled() else None
+            if failed is not None:
+                unsettled = failed  # the write itself failed
+            if not confirmations:  # nothing was queued for the broker
+                outcomes = [unsettled] * len(rows)
+            else:
+                outcomes = [_outcome(confirmation, unsettled) for confirmation in confirmations]
         except BaseException as error:
             outcomes = [error] * len(rows)
             raise
