@@ -166,9 +166,14 @@ async def read_body(request: web.Request, schema: Body) -> Result[Any, Detail]:
     is read, one over the size limit 413, one that comes too slowly 408."""
     if not is_json(request.headers.get("Content-Type")):
         raise web.HTTPUnsupportedMediaType
-    try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT):
-            raw = await request.read()
-    except TimeoutError:
-        raise web.HTTPRequestTimeout(headers={"Connection": "close"}) from None
+    if request.content.is_eof():
+        # All of it has arrived (a small body comes with the headers): nothing to wait
+        # for, so no timer to set and cancel.
+        raw = await request.read()
+    else:
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT):
+                raw = await request.read()
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(headers={"Connection": "close"}) from None
     return parse_json(raw).bind(lambda data: load_body(schema, data))
