@@ -16,6 +16,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tests.api.support import user_body
 from tests.telemetry.processes import (
@@ -27,7 +28,7 @@ from tests.telemetry.processes import (
     usersvc,
     wait_ready,
 )
-from usersvc.telemetry.tracing import unrecorded_span_context
+from usersvc.telemetry.tracing import unrecorded_span_context, w3c_headers
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -55,6 +56,20 @@ def _made(span: trace.Span) -> tuple:
         context.is_remote,
         context.is_valid,
     )
+
+
+@given(trace_id=trace_ids, span_id=span_ids, flag=flags, state=states, remote=st.booleans())
+def test_the_ids_headers_are_what_the_w3c_propagator_injects(
+    trace_id, span_id, flag, state, remote
+):
+    ids = SpanContext(trace_id, span_id, remote, TraceFlags(flag), state)
+    ours: dict[str, str] = {}
+    w3c_headers(ids, ours)
+    theirs: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(
+        theirs, context=trace.set_span_in_context(NonRecordingSpan(ids))
+    )
+    assert ours == theirs
 
 
 def test_a_root_span_is_what_the_sdk_makes_with_new_random_ids():
