@@ -5,10 +5,11 @@ lock on a connection of its own, and the others wait until that session ends. Th
 leader wakes on NOTIFY (a slow poll covers a lost one), waits a moment for the
 commits that come together, publishes a batch in waves of one write each (each
 user's next row) with their publisher confirms in flight together, and marks the
-confirmed rows, in one transaction that holds the batch's rows locked. Broker and database outages are
-logged and retried with capped exponential backoff; :meth:`Relay.run` ends when
-cancelled, or soon after :meth:`Relay.stop`: once the batch in flight has its confirms
-and is marked (so a shutdown sends nothing twice), and one more batch has gone.
+confirmed rows, in one transaction that holds the batch's rows locked. Broker and
+database outages are logged and retried with capped exponential backoff;
+:meth:`Relay.run` ends when cancelled, or soon after :meth:`Relay.stop`: once the batch
+in flight has its confirms and is marked (so a shutdown sends nothing twice), and one
+more batch has gone.
 """
 
 import asyncio
