@@ -416,16 +416,20 @@ class Relay:
                 else:
                     in_wave.add(user_id)
                     wave.append(index)
+            if not wave:  # the rest were all of users refused in an earlier wave
+                break
             outcomes = await self._publish_wave(channel, broker, [rows[i] for i in wave])
+            lost: BaseException | None = None
             for index, outcome in zip(wave, outcomes, strict=True):
                 results[index] = outcome
                 if isinstance(outcome, BaseException):
                     refused[rows[index].user_id] = outcome
                     if not isinstance(outcome, DeliveryError):
-                        later = []  # the connection is gone: the rest is not sent
-                        for rest in waiting:
-                            if results[rest] is None:
-                                results[rest] = outcome
+                        lost = outcome
+            if lost is not None:  # the connection is gone: the rest is not sent
+                for index in later:
+                    results[index] = lost
+                break
             waiting = later
         return results
 
