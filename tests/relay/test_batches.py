@@ -44,13 +44,19 @@ async def recorded_relay(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def idle_relay(start: StartRecorded, **settings: Any) -> Relay:
+    """A relay started, leading, and past its first (empty) batch: it waits for a wake."""
+    relay = start(**settings)
+    await eventually(lambda: relay.health().leader)
+    await asyncio.sleep(0.1)
+    return relay
+
+
 async def test_events_committed_within_the_batch_wait_go_in_one_batch(
     users: Users, consumer: Consumer, recorded_relay: tuple[list[list[str]], StartRecorded]
 ) -> None:
     batches, start = recorded_relay
-    relay = start(batch_wait=0.5)
-    await eventually(lambda: relay.health().leader)
-    await asyncio.sleep(0.1)  # its first (empty) batch fetched: it waits for a wake
+    await idle_relay(start, batch_wait=0.5)
     first = await succeed(users, create_user())
     await asyncio.sleep(0.1)  # another transaction, well within the wait
     second = await succeed(users, create_user())
@@ -63,9 +69,7 @@ async def test_with_no_batch_wait_an_event_is_published_at_once(
     users: Users, consumer: Consumer, recorded_relay: tuple[list[list[str]], StartRecorded]
 ) -> None:
     batches, start = recorded_relay
-    relay = start(batch_wait=0)
-    await eventually(lambda: relay.health().leader)
-    await asyncio.sleep(0.1)
+    await idle_relay(start, batch_wait=0)
     first = await succeed(users, create_user())
     await consumer.wait_for([first.event_id], within=0.4)  # the other test waits 0.5 s
     await eventually(lambda: len(batches) == 1)
