@@ -2,17 +2,23 @@
 (``tracing.unrecorded_span``): it must be the very span that tracer makes under the
 always-off sampler, for every kind of parent a request can carry."""
 
+import os
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from uuid import uuid4
 
 import psycopg
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
+from opentelemetry.instrumentation.utils import _SUPPRESS_HTTP_INSTRUMENTATION_KEY
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
@@ -28,7 +34,12 @@ from tests.telemetry.processes import (
     usersvc,
     wait_ready,
 )
-from usersvc.telemetry.tracing import unrecorded_span_context, w3c_headers
+from usersvc.telemetry.tracing import (
+    ServerSpan,
+    new_root_span_context,
+    unrecorded_span_context,
+    w3c_headers,
+)
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -80,6 +91,52 @@ def test_a_root_span_is_what_the_sdk_makes_with_new_random_ids():
     seen = {unrecorded_span(None).get_span_context().trace_id for _ in range(100)}
     assert len(seen) == 100  # new ids each time
     assert all(0 < trace_id < 2**128 for trace_id in seen)
+
+
+def test_a_new_roots_ids_are_the_span_context_its_constructor_makes():
+    """The root's ids are built as a tuple, past ``SpanContext``'s checks: each one must
+    equal, field for field, what the constructor makes of the same two ids."""
+    for _ in range(1000):
+        ours = new_root_span_context()
+        theirs = SpanContext(ours.trace_id, ours.span_id, False, TraceFlags(0x02), None)
+        assert type(ours) is SpanContext
+        assert tuple(ours) == tuple(theirs)
+        assert ours.is_valid
+        assert ours.trace_state == TraceState()
+
+
+def test_a_suppressed_context_gets_no_server_span():
+    """What the library's middleware honours: instrumentation suppressed by the caller."""
+    request = make_mocked_request("GET", "/api/v1/users/x")
+    assert ServerSpan.start(request) is not None
+    for key in (_SUPPRESS_INSTRUMENTATION_KEY, _SUPPRESS_HTTP_INSTRUMENTATION_KEY):
+        token = otel_context.attach(otel_context.set_value(key, True))
+        try:
+            assert ServerSpan.start(request) is None
+        finally:
+            otel_context.detach(token)
+    assert ServerSpan.start(request) is not None
+
+
+def test_an_excluded_path_gets_no_server_span():
+    """``OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS`` (read at start-up, as the library
+    reads it) leaves the paths it matches without a span, and only those."""
+    check = (
+        "from aiohttp.test_utils import make_mocked_request as r\n"
+        "from usersvc.telemetry.tracing import ServerSpan as S, configure_tracing\n"
+        "configure_tracing()\n"
+        "print(S.start(r('GET', '/health')) is None, S.start(r('GET', '/api/v1/users/x')) is None)"
+    )
+    for variable in ("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"):
+        env = {k: v for k, v in os.environ.items() if "EXCLUDED_URLS" not in k}
+        out = subprocess.run(
+            [sys.executable, "-c", check],
+            env=env | {variable: "health,metrics"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert out.split() == ["True", "False"], variable
 
 
 @given(trace_id=trace_ids, span_id=span_ids, flag=flags, state=states, remote=st.booleans())

@@ -30,6 +30,7 @@ from opentelemetry.instrumentation._semconv import (
 from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
 from opentelemetry.propagate import extract, get_global_textmap
 from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
     INVALID_SPAN_ID,
     INVALID_TRACE_ID,
     SpanContext,
@@ -255,20 +256,39 @@ def unrecorded_span_context(parent: Context | None = None) -> SpanContext:
     valid parent), a new random span id, not sampled. The SDK's path there (sampler,
     flags, its own metrics) cost more than the rest of the span's work on every request.
     ``tests/telemetry/test_unrecorded_spans.py`` holds it to what the SDK makes."""
+    if parent is None and not otel_context.get_current():
+        return new_root_span_context()  # an empty context holds no span
     parent_span = trace.get_current_span(parent).get_span_context()
-    if parent_span.is_valid:
-        trace_id = parent_span.trace_id
-        flags = _RANDOM_IDS if parent_span.trace_flags.random_trace_id else _NOT_RANDOM
-        state = parent_span.trace_state
-    else:
-        trace_id = random.getrandbits(128)
-        while trace_id == INVALID_TRACE_ID:
-            trace_id = random.getrandbits(128)
-        flags, state = _RANDOM_IDS, None
+    if not parent_span.is_valid:
+        return new_root_span_context()
+    flags = _RANDOM_IDS if parent_span.trace_flags.random_trace_id else _NOT_RANDOM
     span_id = random.getrandbits(64)
     while span_id == INVALID_SPAN_ID:
         span_id = random.getrandbits(64)
-    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags, trace_state=state)
+    return SpanContext(
+        parent_span.trace_id,
+        span_id,
+        is_remote=False,
+        trace_flags=flags,
+        trace_state=parent_span.trace_state,
+    )
+
+
+def new_root_span_context() -> SpanContext:
+    """The ids of a new trace's first span, unsampled: what ``SpanContext(...)`` makes of
+    two random ids, built as the tuple it is (its constructor's checks cannot fail on
+    ids drawn in range, and were a tenth of a request's telemetry)."""
+    trace_id = random.getrandbits(128)
+    while trace_id == INVALID_TRACE_ID:
+        trace_id = random.getrandbits(128)
+    span_id = random.getrandbits(64)
+    while span_id == INVALID_SPAN_ID:
+        span_id = random.getrandbits(64)
+    return _tuple_new(SpanContext, (trace_id, span_id, False, _RANDOM_IDS, _NO_STATE, True))
+
+
+_tuple_new = tuple.__new__
+_NO_STATE = DEFAULT_TRACE_STATE
 
 
 # The ids of the request's unrecorded server span, while it is handled. Kept apart from
@@ -293,6 +313,12 @@ _SERVER_TRACER = trace.get_tracer(
     aiohttp_server.__name__, aiohttp_server.__version__, schema_url=_get_schema_url(_SEMCONV)
 )
 _EXCLUDED_URLS = get_excluded_urls("AIOHTTP_SERVER")
+# Whether any pattern is set, read as ``get_excluded_urls`` reads it.
+_EXCLUDING = bool(
+    os.environ.get(
+        "OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", os.environ.get("OTEL_PYTHON_EXCLUDED_URLS", "")
+    )
+)
 
 
 _span_names: dict[tuple[str, object], str] = {}
@@ -346,18 +372,19 @@ class ServerSpan:
     __slots__ = ("_attributes", "_span", "_token", "_unrecorded")
 
     def __init__(self, request: web.Request) -> None:
-        self._attributes: dict[str, Any] = {}
         if _ids_only:
             # Only ids: current through :func:`current_span_context`, not OpenTelemetry's
             # context. Only a request that carries trace context has a parent to read.
             headers = request.headers
-            carried = any(field in headers for field in _propagated_fields())
-            ids = unrecorded_span_context(
-                extract(request, getter=aiohttp_server.getter) if carried else None
-            )
-            self._unrecorded = _UNRECORDED.set(ids)
+            parent = None
+            for field in _propagated_fields():
+                if field in headers:
+                    parent = extract(request, getter=aiohttp_server.getter)
+                    break
+            self._unrecorded = _UNRECORDED.set(unrecorded_span_context(parent))
             return
         self._unrecorded = None
+        self._attributes: dict[str, Any] = {}
         self._span = span = _SERVER_TRACER.start_span(
             _span_name(request),
             context=extract(request, getter=aiohttp_server.getter),
@@ -375,7 +402,11 @@ class ServerSpan:
     def start(cls, request: web.Request) -> "ServerSpan | None":
         """The span, unless instrumentation is suppressed or the path excluded (the
         ``OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS`` variable, as the library reads it)."""
-        if not is_http_instrumentation_enabled() or _EXCLUDED_URLS.url_disabled(request.path):
+        # Only a context that holds something can suppress (a request's holds nothing,
+        # as a rule), and only a path pattern set can exclude: both are asked only then.
+        if otel_context.get_current() and not is_http_instrumentation_enabled():
+            return None
+        if _EXCLUDING and _EXCLUDED_URLS.url_disabled(request.path):
             return None
         return cls(request)
 
