@@ -187,3 +187,60 @@ async def test_each_waiter_gives_up_after_the_acquire_timeout_of_its_own(
         assert pool.get_idle_size() == 1
     finally:
         await pool.close()
+
+
+async def _backend_pids(pool: BoundedPool) -> set[int]:
+    return {
+        holder._con.get_server_pid()
+        for holder in pool._holders
+        if holder._con is not None and not holder._con.is_closed()
+    }
+
+
+async def test_idle_connections_beyond_the_minimum_are_closed_by_the_sweep(
+    database_url: str,
+) -> None:
+    """Connections opened for a burst go once they served nothing for a whole sweep
+    period; the minimum stays, and so does one that keeps serving."""
+    pool = await create_pool(database_url, min_size=1, max_size=4, idle_lifetime=0.3)
+    try:
+        held = [await pool.acquire() for _ in range(4)]
+        for connection in held:
+            await pool.release(connection)
+        assert pool.get_size() == 4
+        # One keeps serving through the sweeps: it is never idle a whole period.
+        serving: set[int] = set()
+        for _ in range(10):
+            async with pool.acquire() as connection:
+                serving.add(connection.get_server_pid())
+                await connection.fetchval("SELECT 1")
+            await asyncio.sleep(0.1)
+        assert len(serving) == 1
+        assert serving <= await _backend_pids(pool)
+        await asyncio.sleep(0.7)  # two more sweeps with nothing served
+        assert pool.get_size() == 1
+        assert await pool.fetchval("SELECT 1") == 1  # and it still serves
+    finally:
+        await pool.close()
+    assert pool._sweeper is None
+
+
+async def test_a_connection_in_use_is_never_swept(database_url: str) -> None:
+    pool = await create_pool(database_url, min_size=0, max_size=2, idle_lifetime=0.1)
+    try:
+        async with pool.acquire() as connection:
+            await asyncio.sleep(0.35)  # three sweeps while it is held
+            assert await connection.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
+
+
+async def test_no_idle_timer_is_armed_per_release(database_url: str) -> None:
+    """The sweep replaces asyncpg's per-release timer: a release arms none."""
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire():
+            pass
+        assert all(holder._inactive_callback is None for holder in pool._holders)
+    finally:
+        await pool.close()

@@ -26,6 +26,9 @@ SERVER_SETTINGS = {
     "idle_in_transaction_session_timeout": "60s",
 }
 COMMAND_TIMEOUT = 20.0
+# A connection beyond the pool's minimum that serves nothing for this long (up to twice
+# as long: see BoundedPool._sweep) is closed, so a quiet worker holds few connections.
+IDLE_LIFETIME = 300.0
 
 
 def _dumps(value: object) -> str:
@@ -158,16 +161,59 @@ RELEASE_SHORTCUT_FOR = "0.32."
 
 class BoundedPool(asyncpg.Pool):
     """A pool whose acquire waits ``ACQUIRE_TIMEOUT`` at most, in turn (its own
-    ``fetch``/``execute`` helpers acquire through it too), and whose release of a
-    connection with nothing to undo costs no task."""
+    ``fetch``/``execute`` helpers acquire through it too), whose release of a
+    connection with nothing to undo costs no task, and whose idle connections beyond
+    ``min_size`` are closed by one periodic sweep."""
 
     _shortcut = asyncpg.__version__.startswith(RELEASE_SHORTCUT_FOR)
+    idle_lifetime = IDLE_LIFETIME
+    _sweeper: asyncio.TimerHandle | None = None
 
     async def _initialize(self) -> None:
         await super()._initialize()
         fair = _FairHolderQueue(self._maxsize, ACQUIRE_TIMEOUT)
         fair._queue.extend(self._queue._queue)  # no acquirer yet: the pool is not ready
         self._queue = fair
+        self._idle_counts: dict[Any, int] = {}
+        if self.idle_lifetime:
+            self._sweeper = self._loop.call_later(self.idle_lifetime, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close each connection beyond ``min_size`` that sat in the queue, serving no
+        query, from the last sweep to this one: idle for one to two ``idle_lifetime``.
+
+        asyncpg's ``max_inactive_connection_lifetime`` does this with a timer armed on
+        every release and cancelled on every acquire: two timer operations a request.
+        """
+        self._sweeper = None
+        if self._closing or self._closed:
+            return
+        self._sweeper = self._loop.call_later(self.idle_lifetime, self._sweep)
+        idle = set(self._queue._queue)
+        counts: dict[Any, int] = {}
+        for holder in self._holders:
+            connection = holder._con
+            if holder not in idle or connection is None or connection.is_closed():
+                continue
+            served = connection._protocol.queries_count
+            if self._idle_counts.get(connection) == served and self.get_size() > self._minsize:
+                connection.terminate()  # the holder reconnects when next acquired
+            else:
+                counts[connection] = served
+        self._idle_counts = counts
+
+    def _stop_sweeping(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    async def close(self) -> None:
+        self._stop_sweeping()
+        await super().close()
+
+    def terminate(self) -> None:
+        self._stop_sweeping()
+        super().terminate()
 
     def acquire(self, *, timeout: float | None = None) -> Any:
         """The queue bounds the wait (``ACQUIRE_TIMEOUT``) and a new connection's connect
@@ -217,18 +263,21 @@ class BoundedPool(asyncpg.Pool):
         con._on_release()
         holder._timeout = None
         holder._release()  # back in the pool's queue, the proxy detached
-        holder._setup_inactive_callback()
+        if holder._max_inactive_time:  # asyncpg's idle timer, when it is asked for
+            holder._setup_inactive_callback()
         return True
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, idle_lifetime: float = IDLE_LIFETIME
+) -> asyncpg.Pool:
     """A pool whose connections speak JSON; fails fast when the database is unreachable."""
     pool = BoundedPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         max_queries=50_000,
-        max_inactive_connection_lifetime=300.0,
+        max_inactive_connection_lifetime=0,  # the pool's sweep closes idle connections
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
@@ -238,4 +287,5 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
         timeout=CONNECT_TIMEOUT,
         server_settings=SERVER_SETTINGS,
     )
+    pool.idle_lifetime = idle_lifetime
     return await pool
