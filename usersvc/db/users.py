@@ -171,10 +171,15 @@ class Users:
                 await connection.fetchval(self._q.ping, timeout=2)
 
     async def get(self, user_id: UUID) -> User | None:
+        row = await self.get_row(user_id)
+        return None if row is None else _user(row)
+
+    async def get_row(self, user_id: UUID) -> Mapping[str, Any] | None:
+        """The user's row, its columns named as the contract names the user's fields: for
+        a read, which decides nothing and needs no domain record."""
         async with self._connection() as connection:
             with sql_span("load_user"):
-                row = await connection.fetchrow(self._q.load_user, user_id)
-        return None if row is None else _user(row)
+                return await connection.fetchrow(self._q.load_user, user_id)
 
     async def find_by_email(self, email: str) -> list[User]:
         """Zero or one user: emails are unique case-insensitively."""

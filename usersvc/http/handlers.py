@@ -25,11 +25,11 @@ from usersvc.db.idempotency import (
 from usersvc.db.queries import Queries
 from usersvc.db.users import Users
 from usersvc.domain import events
-from usersvc.domain.commands import Change, CreateUser, Decision, IfMatch, existing
-from usersvc.domain.failures import DomainFailure
+from usersvc.domain.commands import Change, CreateUser, Decision, IfMatch
+from usersvc.domain.failures import DomainFailure, UserNotFound
 from usersvc.http import cursors
 from usersvc.http.failures import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS, describe
-from usersvc.http.presenters import etag, present_user
+from usersvc.http.presenters import etag, present_row, present_user
 from usersvc.http.responses import answer, error, invalid, success
 from usersvc.http.schemas import CURSOR, Body, UserPath, UsersQuery
 from usersvc.http.validation import Detail, load, parse_json, read_body
@@ -202,13 +202,10 @@ async def get_user(request: web.Request) -> web.Response:
         if not is_successful(path):
             return invalid(path.failure())
         user_id = path.unwrap()["user_id"]
-    user = await request.app[USERS].get(user_id)
-    match existing(user, user_id):
-        case Success(found):
-            return success(present_user(found), headers=etag(found.version))
-        case Failure(failure):
-            return failed(failure)
-    raise AssertionError("a Result is a Success or a Failure")
+    row = await request.app[USERS].get_row(user_id)
+    if row is None:
+        return failed(UserNotFound(user_id))
+    return success(present_row(row), headers=etag(row["version"]))
 
 
 _users_query = UsersQuery()
