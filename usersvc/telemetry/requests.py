@@ -21,7 +21,7 @@ def request_id(offered: str | None) -> str:
     the trace ids are (an id to find lines by, not a secret: no system call for it)."""
     if offered is not None and _SANE_REQUEST_ID.fullmatch(offered):
         return offered
-    return f"{random.getrandbits(128):032x}"
+    return random.getrandbits(128).to_bytes(16).hex()
 
 
 def route_of(request: web.Request) -> str:

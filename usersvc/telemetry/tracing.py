@@ -168,6 +168,8 @@ def child_span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any)
 
 def sql_span(name: str) -> AbstractContextManager[Any]:
     """A statement's span, named after its query in ``sql/*.sql``; never its parameters."""
+    if not _recording:
+        return _NOTHING  # before its attributes are gathered, on every statement
     return child_span(
         name, SpanKind.CLIENT, **{"db.system.name": "postgresql", "db.query.summary": name}
     )
@@ -195,7 +197,8 @@ def w3c_headers(ids: SpanContext, carrier: dict[str, str]) -> None:
     """``traceparent`` (and ``tracestate``) of these ids into ``carrier``, as the W3C
     propagator's ``inject`` writes them, without a context made to carry them there
     (``tests/telemetry/test_unrecorded_spans.py`` holds the two together)."""
-    carrier["traceparent"] = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+    trace_id, span_id = ids.trace_id.to_bytes(16).hex(), ids.span_id.to_bytes(8).hex()
+    carrier["traceparent"] = f"00-{trace_id}-{span_id}-{ids.trace_flags:02x}"
     if ids.trace_state:
         carrier["tracestate"] = ids.trace_state.to_header()
 
