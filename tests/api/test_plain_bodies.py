@@ -1,5 +1,7 @@
-"""The plain loader of command bodies makes what the schema's load makes, or stands aside."""
+"""The plain loader of command bodies makes what the schema's load makes, or stands aside;
+and a body's JSON is read as the strict scanner reads it."""
 
+import json
 from typing import Any
 from uuid import uuid4
 
@@ -7,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
+from returns.pipeline import is_successful
 
 from usersvc.http.schemas import Body
-from usersvc.http.validation import load_body, plain_loader
+from usersvc.http.validation import _flat_object, load_body, parse_json, plain_loader, strict_json
 
 
 def every_body() -> list[type[Body]]:
@@ -113,3 +116,86 @@ def test_a_body_that_is_not_an_object_is_left_to_the_schema() -> None:
         assert loader([]) is None
         assert loader("text") is None
         assert loader(None) is None
+
+
+# --- the JSON of a body: orjson for a flat object, the strict scanner for the rest
+
+
+def same(ours: object, theirs: object) -> bool:
+    """Equal, with the same types all the way down (True is not 1, 1.0 is not 1)."""
+    if type(ours) is not type(theirs):
+        return False
+    if isinstance(ours, dict):
+        return list(ours) == list(theirs) and all(same(ours[k], theirs[k]) for k in ours)
+    if isinstance(ours, list):
+        return len(ours) == len(theirs) and all(map(same, ours, theirs))
+    return ours == theirs or (ours != ours and theirs != theirs)  # NaN
+
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(),
+    st.sampled_from(['a"b', "a\\b", "\x00", "\ud800", "é", "\u2028"]),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+# Raw JSON pieces: escapes of every kind, odd numbers and spacing, literals in any case.
+tokens = st.sampled_from(
+    ['"a"', '"\\u0061"', '"\\""', '"\\\\"', '"\\ud800"', "1", "-0", "1.0", "1e400", "01",
+     "18446744073709551616", "NaN", "Infinity", "true", "True", "null", " ", "\t", "\n",
+     ",", ":", "{", "}", "[", "]", "\ufeff", "\x00"]
+)  # fmt: skip
+
+
+@st.composite
+def raw_objects(draw: st.DrawFn) -> bytes:
+    """Objects as clients write them: keys repeated (also through escapes), spacing,
+    any value; now and then spliced with raw pieces or cut short."""
+    pairs = draw(st.lists(st.tuples(st.text(max_size=4), json_values), max_size=5))
+    if pairs and draw(st.booleans()):
+        key, _ = draw(st.sampled_from(pairs))
+        pairs.append((key, draw(json_values)))  # a repeated key
+    space = draw(st.sampled_from(["", " ", "\n  "]))
+    escape = draw(st.booleans())
+    parts = [
+        f"{json.dumps(k, ensure_ascii=escape)}:{space}{json.dumps(v, ensure_ascii=escape)}"
+        for k, v in pairs
+    ]
+    text = "{" + f",{space}".join(parts) + "}"
+    if draw(st.integers(0, 4)) == 0:
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(tokens) + text[at:]
+    data = text.encode("utf-8", "surrogatepass")
+    if draw(st.integers(0, 9)) == 0:
+        data = data[: draw(st.integers(0, len(data)))]
+    return data
+
+
+@settings(max_examples=3000, deadline=None)
+@given(raw=raw_objects() | st.binary(max_size=40) | st.lists(tokens, max_size=8).map(
+    lambda parts: "".join(parts).encode("utf-8", "surrogatepass")
+))  # fmt: skip
+def test_a_body_is_read_as_the_strict_scanner_reads_it(raw: bytes) -> None:
+    ours, theirs = parse_json(raw), strict_json(raw)
+    assert is_successful(ours) == is_successful(theirs)
+    if is_successful(theirs):
+        assert same(ours.unwrap(), theirs.unwrap())
+    else:
+        assert ours.failure() == theirs.failure()
+
+
+def test_a_commands_body_is_read_by_orjson() -> None:
+    """The shortcut is taken for what clients send, and refused where it would be wrong."""
+    body = b'{"phone": 79000000001, "email": "a@b.c", "firstname": "Ivan", "middlename": null}'
+    assert _flat_object(body) == json.loads(body)
+    assert _flat_object(b'{"a": 1, "a": 2}') is None  # repeated
+    assert _flat_object(b'{"\\u0061": 1, "a": 2}') is None  # repeated through an escape
+    assert _flat_object(b'{"a": 18446744073709551616}') is None  # orjson: a float
+    assert _flat_object(b'{"a": "\\""}') is None
