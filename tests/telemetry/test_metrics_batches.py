@@ -78,3 +78,19 @@ def test_without_a_running_loop_a_count_is_handed_over_at_once():
     before = _value("usersvc_http_requests_total", **labels)
     metrics.observe_request("GET", "/test/no-loop", 404, 0.001)
     assert _value("usersvc_http_requests_total", **labels) == before + 1
+
+
+async def test_commands_counted_in_a_turn_are_in_the_registry_once_it_ends():
+    ok = {"command": "test_turn_command", "outcome": "ok"}
+    taken = {"command": "test_turn_command", "outcome": "user_already_exists"}
+    before_ok, before_taken = (
+        _value("usersvc_commands_total", **ok),
+        _value("usersvc_commands_total", **taken),
+    )
+    metrics.count_command("test_turn_command", "ok")
+    metrics.count_command("test_turn_command", "ok")
+    metrics.count_command("test_turn_command", "user_already_exists")
+    assert _value("usersvc_commands_total", **ok) == before_ok  # not yet
+    await asyncio.sleep(0)
+    assert _value("usersvc_commands_total", **ok) == before_ok + 2
+    assert _value("usersvc_commands_total", **taken) == before_taken + 1

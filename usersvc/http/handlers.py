@@ -100,7 +100,7 @@ def _command_name(kind: type) -> str:
 
 def count_command(command: object, decision: Decision) -> None:
     """The domain-outcome counter: ``ok`` or the failure's contract code."""
-    outcome = "ok" if is_successful(decision) else describe(decision.failure())[0].code
+    outcome = "ok" if isinstance(decision, Success) else describe(decision.failure())[0].code
     metrics.count_command(_command_name(type(command)), outcome)
 
 

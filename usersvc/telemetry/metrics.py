@@ -103,7 +103,15 @@ class _Turn:
     see the values at most one turn late.
     """
 
-    __slots__ = ("acquire_waits", "due", "durations", "in_flight", "in_use", "requests")
+    __slots__ = (
+        "acquire_waits",
+        "commands",
+        "due",
+        "durations",
+        "in_flight",
+        "in_use",
+        "requests",
+    )
     due: asyncio.AbstractEventLoop | None  # the loop whose next turn hands these over
 
     def __init__(self) -> None:
@@ -112,6 +120,7 @@ class _Turn:
         self.requests: dict[tuple[str, str, int], int] = {}
         self.durations: dict[tuple[str, str], list[float]] = {}
         self.acquire_waits: list[float] = []
+        self.commands: dict[tuple[str, str], int] = {}
         self.due = None
 
 
@@ -177,6 +186,13 @@ def _hand_over(turn: _Turn) -> None:
     if turn.acquire_waits:
         waits, turn.acquire_waits = turn.acquire_waits, []
         observe_all(DB_POOL_ACQUIRE, waits)
+    if turn.commands:
+        counted, turn.commands = turn.commands, {}
+        for key, n in counted.items():
+            counter = _commands.get(key)
+            if counter is None:
+                counter = _commands[key] = COMMANDS.labels(*key)
+            counter.inc(n)
 
 
 def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
@@ -220,10 +236,10 @@ def request_ended() -> None:
 
 
 def count_command(command: str, outcome: str) -> None:
-    counter = _commands.get((command, outcome))
-    if counter is None:
-        counter = _commands[command, outcome] = COMMANDS.labels(command, outcome)
-    counter.inc()
+    commands = _turn.commands
+    key = (command, outcome)
+    commands[key] = commands.get(key, 0) + 1
+    _due()
 
 
 # The pools of this process (the API's, the relay's when it runs alone); asyncpg's
