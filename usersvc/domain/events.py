@@ -6,6 +6,7 @@ that a permanent deletion erases from events still waiting in the outbox.
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import ClassVar
 from uuid import UUID
 
@@ -32,7 +33,13 @@ class Event:
         return type(self).__name__
 
     def data(self) -> Mapping[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(type(self)) if f.name not in _HEADER}
+        return {name: getattr(self, name) for name in _data_fields(type(self))}
+
+
+@cache
+def _data_fields(kind: type[Event]) -> tuple[str, ...]:
+    """The names of the fields after the header, in order: once per event type."""
+    return tuple(f.name for f in fields(kind) if f.name not in _HEADER)
 
 
 @frozen
