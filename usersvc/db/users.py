@@ -170,10 +170,6 @@ class Users:
             with sql_span("ping"):
                 await connection.fetchval(self._q.ping, timeout=2)
 
-    async def get(self, user_id: UUID) -> User | None:
-        row = await self.get_row(user_id)
-        return None if row is None else _user(row)
-
     async def get_row(self, user_id: UUID) -> Mapping[str, Any] | None:
         """The user's row, its columns named as the contract names the user's fields: for
         a read, which decides nothing and needs no domain record."""

@@ -277,6 +277,10 @@ def unrecorded_span_context(parent: Context | None = None) -> SpanContext:
     )
 
 
+_tuple_new = tuple.__new__
+_NO_STATE = DEFAULT_TRACE_STATE
+
+
 def new_root_span_context() -> SpanContext:
     """The ids of a new trace's first span, unsampled: what ``SpanContext(...)`` makes of
     two random ids, built as the tuple it is (its constructor's checks cannot fail on
@@ -288,10 +292,6 @@ def new_root_span_context() -> SpanContext:
     while span_id == INVALID_SPAN_ID:
         span_id = random.getrandbits(64)
     return _tuple_new(SpanContext, (trace_id, span_id, False, _RANDOM_IDS, _NO_STATE, True))
-
-
-_tuple_new = tuple.__new__
-_NO_STATE = DEFAULT_TRACE_STATE
 
 
 # The ids of the request's unrecorded server span, while it is handled. Kept apart from
