@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
@@ -109,3 +110,99 @@ async def test_a_wave_whose_write_never_goes_out_is_given_up_at_the_confirm_time
     assert "no confirm within 0.5 s" in (relay.health().last_error or "")
     await consumer.wait_for([event.event_id])
     await eventually(lambda: batches == [[str(event.event_id)]])
+
+
+class HearingRelay(Relay):
+    """A relay that counts the NOTIFYs its session hears."""
+
+    heard = 0
+
+    def _notified(self, *args: object) -> None:
+        self.heard += 1
+        super()._notified(*args)
+
+
+async def test_while_commits_keep_coming_the_relay_looks_again_instead_of_hearing_each_notify(
+    pool: asyncpg.Pool,
+    database_url: str,
+    queries: Queries,
+    settings: RelaySettings,
+    users: Users,
+    consumer: Consumer,
+) -> None:
+    # A poll this slow would time the test out: the relay must find every event by
+    # looking again after each batch, or by a NOTIFY once it is idle.
+    relay = HearingRelay(
+        pool, database_url, queries, evolve(settings, poll_interval=60.0, batch_wait=0.02)
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.health().leader)
+        await asyncio.sleep(0.1)  # past its first, empty batch: listening
+
+        async def commit_in_turn(count: int) -> list[UUID]:
+            """A command's stream: a second or so of commits, some hundreds a second."""
+            events = []
+            for _ in range(count):
+                events.append((await succeed(users, create_user())).event_id)
+                await asyncio.sleep(0.01)
+            return events
+
+        streams = await asyncio.gather(*(commit_in_turn(100) for _ in range(8)))
+        events = [event_id for stream in streams for event_id in stream]
+        await consumer.wait_for(events)
+        # Heard: the commits of the first wait, and a few in flight at the UNLISTEN;
+        # a relay that listened throughout hears each of the 800.
+        assert relay.heard < len(events) / 4, relay.heard
+
+        # Idle again, it listens: an event comes at once, not after the 60-second poll.
+        await asyncio.sleep(0.3)
+        heard = relay.heard
+        late = await succeed(users, create_user())
+        await consumer.wait_for([late.event_id], within=2.0)
+        assert relay.heard > heard
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+class SneakingRelay(Relay):
+    """A relay before whose LISTEN an event is committed: right after its first empty
+    fetch that follows a batch with rows, while its session hears no NOTIFY."""
+
+    users: Users
+    busy = False
+    sneaked: Any = None
+
+    async def _publish_batch(self, *args: Any) -> Any:
+        batch = await super()._publish_batch(*args)
+        if batch.fetched:
+            self.busy = True
+        elif self.busy and self.sneaked is None:
+            self.sneaked = await succeed(self.users, create_user())
+        return batch
+
+
+async def test_an_event_committed_as_the_relay_turns_idle_is_found_without_a_notify(
+    pool: asyncpg.Pool,
+    database_url: str,
+    queries: Queries,
+    settings: RelaySettings,
+    users: Users,
+    consumer: Consumer,
+) -> None:
+    relay = SneakingRelay(
+        pool, database_url, queries, evolve(settings, poll_interval=60.0, batch_wait=0.02)
+    )
+    relay.users = users
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.health().leader)
+        first = await succeed(users, create_user())
+        await consumer.wait_for([first.event_id], within=2.0)
+        await eventually(lambda: relay.sneaked is not None)
+        # Not after the 60-second poll: the relay looks once more after its LISTEN.
+        await consumer.wait_for([relay.sneaked.event_id], within=2.0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -2,8 +2,10 @@
 
 One relay leads across all processes and replicas: it holds a PostgreSQL advisory
 lock on a connection of its own, and the others wait until that session ends. The
-leader wakes on NOTIFY (a slow poll covers a lost one), waits a moment for the
-commits that come together, publishes a batch in waves of one write each (each
+leader, when idle, wakes on NOTIFY (a slow poll covers a lost one), waits a moment
+for the commits that come together, and while batches keep finding rows it looks
+again after that moment rather than listen. It publishes a batch in waves of one
+write each (each
 user's next row) with their publisher confirms in flight together, and marks the
 confirmed rows, in one transaction that holds the batch's rows locked. Broker and
 database outages are logged and retried with capped exponential backoff;
@@ -159,6 +161,7 @@ class Relay:
         self._attempt = 0  # sessions failed in a row (each short-lived), for the backoff
         self._outage_since: float | None = None  # loop time of the outage's first failure
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()  # the leader's, set by a NOTIFY
 
     def health(self) -> RelayHealth:
         return RelayHealth(
@@ -317,9 +320,15 @@ class Relay:
     ) -> None:
         s = self._settings
         loop = asyncio.get_running_loop()
-        wake = asyncio.Event()
-        # NOTIFY comes at the commit of each transaction that wrote events.
-        await db.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
+        wake = self._wake
+        notified = self._notified
+        # NOTIFY comes at the commit of each transaction that wrote events, but only
+        # while the relay listens: when idle. While batches keep finding rows, it
+        # looks again after the batch wait instead, since a listening session makes
+        # every commit signal it (and it then this process): CPU per event that the
+        # database, the relay and the commands all share, for a wake not needed.
+        await db.add_listener(NOTIFY_CHANNEL, notified)
+        listening = True
         # A lost session (and with it the lead) is noticed at the next fetch.
         db.add_termination_listener(lambda *_: wake.set())
         next_cleanup = loop.time()
@@ -345,11 +354,27 @@ class Relay:
             else:
                 failures = 0
                 self._last_error = None
-                if batch.fetched < s.batch_size:
+                if batch.fetched >= s.batch_size:
+                    continue  # more is waiting: at once
+                if batch.fetched:  # commits are coming: look again after the batch wait
+                    if listening:
+                        await db.remove_listener(NOTIFY_CHANNEL, notified)
+                        listening = False
+                    await self._pause(broker, s.batch_wait)
+                elif not listening:
+                    # Idle now: listen, and look once more, since a commit between the
+                    # last fetch and the LISTEN sent a NOTIFY this session never hears.
+                    await db.add_listener(NOTIFY_CHANNEL, notified)
+                    listening = True
+                else:
                     idle = min(s.poll_interval, max(0.0, next_cleanup - loop.time()))
                     await self._pause(broker, idle, wake)
                     if wake.is_set() and s.batch_wait:
                         await self._pause(broker, s.batch_wait)
+
+    def _notified(self, *_: object) -> None:
+        """A NOTIFY's listener: the outbox has new rows."""
+        self._wake.set()
 
     async def _publish_batch(
         self, db: asyncpg.Connection, channel: AbstractChannel, broker: AbstractConnection
