@@ -29,6 +29,8 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
+import resource
 import shutil
 import signal
 import statistics
@@ -121,6 +123,37 @@ def _tree(root: int) -> list[int]:
         frontier = [p for p, parent in parents.items() if parent in frontier]
         found += frontier
     return found
+
+
+def _owned_by(user: str) -> list[int]:
+    """The processes a system user runs (the machine's PostgreSQL or RabbitMQ)."""
+    try:
+        uid = str(pwd.getpwnam(user).pw_uid)
+    except KeyError:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                status = (entry / "status").read_text()
+                if status.split("\nUid:", 1)[1].split()[0] == uid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _machine_ticks() -> tuple[int, dict[str, int]]:
+    """The CPU ticks the whole machine spent busy, and those of PostgreSQL's and
+    RabbitMQ's processes (0 where they run elsewhere, as in a container)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    shares = {}
+    for name, user in (("postgres", "postgres"), ("rabbitmq", "rabbitmq")):
+        total = 0
+        for pid in _owned_by(user):
+            with contextlib.suppress(OSError):
+                total += _stat(pid)[1]
+        shares[name] = total
+    return busy, shares
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -289,6 +322,8 @@ class Runs:
         base = self.count * 10_000_000  # seeding uses 1..2,000
         ticks = server.cpu_ticks()
         companion = server.companion.cpu_ticks() if server.companion else 0
+        machine, shares = _machine_ticks()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         process = await asyncio.create_subprocess_exec(
             "wrk", "-t", "1", "-c", str(self.args.connections), "-d", f"{round(seconds)}s",
             "--latency", "-s", str(HERE / "wrk" / f"{scenario}.lua"), server.url,
@@ -297,6 +332,9 @@ class Runs:
         )  # fmt: skip
         out, _ = await process.communicate()
         ticks = server.cpu_ticks() - ticks
+        machine_after, shares_after = _machine_ticks()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wrk_seconds = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
         if server.companion:
             companion = server.companion.cpu_ticks() - companion
         line = next((x for x in out.decode().splitlines() if x.startswith("BENCH ")), None)
@@ -307,6 +345,16 @@ class Runs:
         result["cpu_ms"] = ticks / CLOCK_TICKS * 1000 / max(1, result["requests"])
         if server.companion:
             result["relay_cpu_ms"] = companion / CLOCK_TICKS * 1000 / max(1, result["requests"])
+        # The rest of the machine's part in each request: the database, the broker (the
+        # events), wrk itself, and how many of the cores were busy in all.
+        per_request = 1000 / CLOCK_TICKS / max(1, result["requests"])
+        for name, before in shares.items():
+            result[f"{name}_cpu_ms"] = (shares_after[name] - before) * per_request
+        result["wrk_cpu_ms"] = wrk_seconds * 1000 / max(1, result["requests"])
+        result["machine_cpu_ms"] = (machine_after - machine) * per_request
+        result["busy_cores"] = (
+            (machine_after - machine) / CLOCK_TICKS / (result["duration_us"] / 1e6)
+        )
         return result
 
 
@@ -358,7 +406,11 @@ def _round_line(scenario: str, number: int, name: str, result: dict) -> str:
     )
     if "relay_cpu_ms" in result:
         line += f" (+ relay {result['relay_cpu_ms']:.2f})"
-    line += f"  (load {result['load']})"
+    line += (
+        f"  [machine {result['machine_cpu_ms']:.2f} ms/req, {result['busy_cores']:.2f} cores busy:"
+        f" PostgreSQL {result['postgres_cpu_ms']:.2f}, RabbitMQ {result['rabbitmq_cpu_ms']:.2f},"
+        f" wrk {result['wrk_cpu_ms']:.2f}]"
+    )
     if "backlog_end" in result:
         line += f"  outbox backlog {result['backlog_end']}, 1 s later {result['backlog_1s']}"
     return line
