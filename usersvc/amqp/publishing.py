@@ -6,7 +6,8 @@ hundreds took a task per message; that was most of the relay's time per event. H
 batch's messages get what ``basic_publish`` gives each one (a delivery tag, a
 confirmation future that the broker's ack, nack or return settles, and the look-up by
 message id that a returned message is matched with) under the channel's lock, and
-their frames go to the connection's writer as one.
+their frames (encoded by :mod:`usersvc.amqp.frames`) go to the connection's writer as
+one.
 
 That reaches into aiormq's channel: :data:`AIORMQ_VERSIONS` names the releases it was
 read from, and ``tests/relay/test_publishing.py`` holds it to ``basic_publish``.
@@ -17,9 +18,8 @@ from collections.abc import Callable, Sequence
 
 from aiormq.abc import ChannelFrame
 from aiormq.channel import Channel
-from pamqp.commands import Basic
-from pamqp.header import ContentHeader
 
+from usersvc.amqp.frames import publish_frames
 from usersvc.amqp.messages import Message
 
 AIORMQ_VERSIONS = ("7.2.",)  # whose Channel internals this uses (held by a test)
@@ -35,8 +35,9 @@ async def publish_many(
     Returns once the frames are queued for the writer; cancelled before that, nothing
     was sent and nothing is left behind.
     """
-    frames: list[object] = []
+    frames: list[bytes] = []
     confirmations: list[asyncio.Future] = []
+    number, most = channel.number, channel.max_content_size
     async with channel.lock:
         first = channel.delivery_tag + 1
         try:
@@ -50,15 +51,11 @@ async def publish_many(
                 confirmation.add_done_callback(_forget(channel, properties.message_id, tag))
                 confirmations.append(confirmation)
                 frames.append(
-                    Basic.Publish(
-                        exchange=exchange, routing_key=message.routing_key, mandatory=True
+                    publish_frames(
+                        number, most, exchange, message.routing_key, properties, message.body
                     )
                 )
-                frames.append(ContentHeader(properties=properties, body_size=len(message.body)))
-                frames.extend(channel._split_body(message.body))
-            await channel.write_queue.put(
-                ChannelFrame.marshall(channel_number=channel.number, frames=frames)
-            )
+            await channel.write_queue.put(ChannelFrame(b"".join(frames), should_close=False))
         except BaseException:
             # The broker saw none of them: give their delivery tags back, as basic_publish
             # does for one, so the broker's numbering and the channel's stay the same.
