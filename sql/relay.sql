@@ -42,6 +42,13 @@ WHERE position = ANY(ARRAY(
     LIMIT $2
 ));
 
+-- name: relay_vacuum_outbox
+-- Each published row leaves its unpublished version's entry in outbox_unpublished
+-- until a vacuum, and every fetch walks past those from the oldest position: run by
+-- the relay as events go out, so the fetch stays cheap wherever autovacuum is off or
+-- slow to come. Skipped with a warning when the service's role may not vacuum.
+VACUUM outbox;
+
 -- name: relay_count_backlog
 -- Events waiting to be published (for the health check).
 SELECT count(*) FROM outbox WHERE published_at IS NULL;

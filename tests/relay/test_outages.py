@@ -338,6 +338,49 @@ async def test_published_rows_older_than_the_retention_are_deleted(
     await consumer.wait_for(load.all_ids())
 
 
+async def test_the_relay_vacuums_the_outbox_once_enough_rows_were_marked(
+    users: Users, consumer: Consumer, start_relay: StartRelay, pool: asyncpg.Pool
+) -> None:
+    # A fetch walks past the index entries of every row marked since the last vacuum;
+    # the relay does not wait for an autovacuum that may never come (it may be off).
+    async def vacuums() -> int:
+        async with pool.acquire() as connection:
+            await connection.execute("SELECT pg_stat_clear_snapshot()")
+            return await connection.fetchval(
+                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'"
+            )
+
+    before = await vacuums()
+    load = Load(users)
+    await start_relay(vacuum_after=5, vacuum_interval=0)
+    await load.create(12)
+    await consumer.wait_for(load.all_ids())
+
+    async def vacuumed() -> bool:
+        return await vacuums() > before
+
+    await eventually_equal(vacuumed, True)
+
+
+async def test_below_its_threshold_the_relay_leaves_the_outbox_to_autovacuum(
+    users: Users, consumer: Consumer, start_relay: StartRelay, pool: asyncpg.Pool
+) -> None:
+    before = await pool.fetchval(
+        "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'"
+    )
+    load = Load(users)
+    await start_relay(vacuum_after=50, vacuum_interval=0)
+    await load.create(12)
+    await consumer.wait_for(load.all_ids())
+    await asyncio.sleep(0.3)
+    async with pool.acquire() as connection:
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
+        after = await connection.fetchval(
+            "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'"
+        )
+    assert after == before
+
+
 async def test_a_users_later_event_is_not_sent_while_an_earlier_one_is_refused(
     users: Users,
     consumer: Consumer,

@@ -84,6 +84,10 @@ class RelaySettings:
     batch_wait: float = field(default=0.01, validator=ge(0))
     retention: timedelta = timedelta(days=1)  # of published rows
     cleanup_interval: float = field(default=600.0, validator=gt(0))
+    # VACUUM the outbox once this many rows were marked since the last one, at most
+    # once per vacuum_interval: a fetch walks past every row marked since then.
+    vacuum_after: int = field(default=10_000, validator=gt(0))
+    vacuum_interval: float = field(default=10.0, validator=ge(0))
     backoff_initial: float = field(default=0.5, validator=gt(0))
     backoff_max: float = field(default=30.0, validator=gt(0))
     # How often a waiting relay tries to take the lead (the takeover delay at most).
@@ -105,6 +109,7 @@ class RelayHealth:
 @frozen
 class _Batch:
     fetched: int
+    marked: int = 0
     problem: str | None = None  # a message returned or nacked: retry after a backoff
     busy: bool = False  # a row was locked by someone else: retry shortly
 
@@ -162,6 +167,7 @@ class Relay:
         self._outage_since: float | None = None  # loop time of the outage's first failure
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # the leader's, set by a NOTIFY
+        self._vacuuming: asyncio.Task[None] | None = None
 
     def health(self) -> RelayHealth:
         return RelayHealth(
@@ -252,6 +258,7 @@ class Relay:
                 self._settings.exchange,
                 f"; {again}" if again else "",
             )
+            stack.push_async_callback(self._stop_vacuum)
             await self._lead(db, channel, broker)
 
     def _outage_over(self) -> str:
@@ -333,6 +340,7 @@ class Relay:
         db.add_termination_listener(lambda *_: wake.set())
         next_cleanup = loop.time()
         failures = 0
+        marked, next_vacuum = 0, loop.time()
         while True:
             if loop.time() >= next_cleanup:
                 await self._clean_up()
@@ -344,6 +352,10 @@ class Relay:
                 # Fetched after the stop: it took what the requests that finished
                 # during the shutdown committed. What comes later waits for a leader.
                 return
+            marked += batch.marked
+            if marked >= s.vacuum_after and loop.time() >= next_vacuum:
+                self._vacuum_soon()
+                marked, next_vacuum = 0, loop.time() + s.vacuum_interval
             if batch.busy:
                 await self._pause(broker, BUSY_PAUSE)
             elif batch.problem is not None:
@@ -411,7 +423,7 @@ class Relay:
         problem = None
         if errors:
             problem = f"{len(errors)} of {len(rows)} not confirmed: {_describe(errors[0])}"
-        return _Batch(len(rows), problem=problem)
+        return _Batch(len(rows), len(positions), problem=problem)
 
     async def _publish_all(
         self, channel: AbstractChannel, broker: AbstractConnection, rows: Sequence[OutboxRow]
@@ -521,6 +533,26 @@ class Relay:
             for span, outcome in zip(spans, outcomes or [None] * len(rows), strict=True):
                 end_publish_span(span, _failure(outcome))
         return outcomes
+
+    def _vacuum_soon(self) -> None:
+        """VACUUM the outbox beside the batches (on a pool connection: it takes no lock
+        that a command or a batch waits for); one at a time."""
+        if self._vacuuming is None or self._vacuuming.done():
+            self._vacuuming = asyncio.create_task(self._vacuum())
+
+    async def _vacuum(self) -> None:
+        try:
+            await self._pool.execute(self._q.relay_vacuum_outbox)
+        except _OUTAGES as error:  # the next one may do; the batches go on meanwhile
+            log.warning("outbox relay: vacuuming the outbox failed: %s", _describe(error))
+        except Exception:
+            log.exception("outbox relay: vacuuming the outbox failed")
+
+    async def _stop_vacuum(self) -> None:
+        if self._vacuuming is not None:
+            self._vacuuming.cancel()
+            await asyncio.gather(self._vacuuming, return_exceptions=True)
+            self._vacuuming = None
 
     async def _clean_up(self) -> None:
         """Delete published rows older than the retention, and expired idempotency keys
