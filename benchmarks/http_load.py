@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import resource
 import shutil
 import signal
@@ -83,13 +84,39 @@ def fresh_database(tag: str):
         _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+async def _rabbitmqctl(*args: str) -> bool:
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        return False
+    process = await asyncio.create_subprocess_exec(
+        ctl, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await process.wait() == 0
+
+
 @contextlib.asynccontextmanager
-async def bench_exchange() -> AsyncIterator[tuple[str, str]]:
-    """The relay's own exchange and queue, gone afterwards with whatever they hold."""
+async def bench_exchange() -> AsyncIterator[tuple[str, str, str]]:
+    """The relay's own exchange and queue, gone afterwards with whatever they hold; and
+    a line on the broker for the report."""
     name = f"users.bench.{uuid4().hex[:12]}"
+    async with aiormq.connect(AMQP_URL) as broker:
+        version = str(broker.server_properties.get("version", "?"))
+    note = f"RabbitMQ {version}"
+    # RabbitMQ 4 (compose.yml's) stores every classic queue as version 2; a 3.x broker
+    # makes version 1 queues unless told, whose persistent messages cost it about a
+    # third more CPU each. The benchmark's own queue is made as production would have
+    # it, by a policy on its name alone (cleared at the end), where rabbitmqctl can.
+    policy = version.startswith("3.") and await _rabbitmqctl(
+        "set_policy", "--apply-to", "queues", name, f"^{re.escape(name)}$",
+        '{"queue-version": 2}',
+    )  # fmt: skip
+    if policy:
+        note += ", the benchmark's queue a classic queue version 2 (as on RabbitMQ 4)"
     try:
-        yield name, name
+        yield name, name, note
     finally:
+        if policy:
+            await _rabbitmqctl("clear_policy", name)
         async with aiormq.connect(AMQP_URL) as broker:
             channel = await broker.channel()
             await channel.queue_delete(name)
@@ -141,19 +168,24 @@ def _owned_by(user: str) -> list[int]:
     return found
 
 
-def _machine_ticks() -> tuple[int, dict[str, int]]:
-    """The CPU ticks the whole machine spent busy, and those of PostgreSQL's and
-    RabbitMQ's processes (0 where they run elsewhere, as in a container)."""
+def _machine_ticks() -> tuple[int, dict[str, dict[int, int]]]:
+    """The CPU ticks the whole machine spent busy, and those of each of PostgreSQL's and
+    RabbitMQ's processes (none where they run elsewhere, as in a container)."""
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
-    shares = {}
-    for name, user in (("postgres", "postgres"), ("rabbitmq", "rabbitmq")):
-        total = 0
-        for pid in _owned_by(user):
+    shares: dict[str, dict[int, int]] = {}
+    for name in ("postgres", "rabbitmq"):
+        shares[name] = {}
+        for pid in _owned_by(name):
             with contextlib.suppress(OSError):
-                total += _stat(pid)[1]
-        shares[name] = total
+                shares[name][pid] = _stat(pid)[1]
     return busy, shares
+
+
+def _spent(before: dict[int, int], after: dict[int, int]) -> int:
+    """Ticks spent between two readings by the processes alive at the second (one that
+    ended in between, such as a closed session's, is not counted)."""
+    return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -349,7 +381,7 @@ class Runs:
         # events), wrk itself, and how many of the cores were busy in all.
         per_request = 1000 / CLOCK_TICKS / max(1, result["requests"])
         for name, before in shares.items():
-            result[f"{name}_cpu_ms"] = (shares_after[name] - before) * per_request
+            result[f"{name}_cpu_ms"] = _spent(before, shares_after[name]) * per_request
         result["wrk_cpu_ms"] = wrk_seconds * 1000 / max(1, result["requests"])
         result["machine_cpu_ms"] = (machine_after - machine) * per_request
         result["busy_cores"] = (
@@ -581,7 +613,9 @@ async def run(args: argparse.Namespace) -> None:
     ports = iter(range(PORT_BASE + 10, PORT_BASE + 99))
     try:
         with fresh_database("floor") as floor_db, fresh_database("svc") as svc_db:
-            async with bench_exchange() as (exchange, _):
+            async with bench_exchange() as (exchange, _, broker_note):
+                report["broker"] = broker_note
+                say(broker_note)
                 floor_server = floor(floor_db, next(ports))
                 floor_ids, svc_ids = work / "floor-ids", work / "usersvc-ids"
                 variants: list[tuple[Server, Server | None]] = [
@@ -679,7 +713,7 @@ async def profile(args: argparse.Namespace) -> None:
     runs = Runs(args)
     ports = iter(range(PORT_BASE + 10, PORT_BASE + 99))
     with fresh_database("profile") as db:
-        async with bench_exchange() as (exchange, _):
+        async with bench_exchange() as (exchange, _, _note):
             server, its_relay = usersvc(db, exchange, next(ports)), relay(db, exchange)
             await its_relay.start()
             await server.start()
