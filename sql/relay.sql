@@ -20,33 +20,32 @@ ORDER BY position
 LIMIT $1
 FOR UPDATE NOWAIT;
 
--- name: relay_mark_published
--- The rows whose publish the broker confirmed. clock_timestamp(): the time of the
--- confirm, not of the batch's transaction start.
+-- name: relay_delete_sent
+-- The rows whose publish the broker confirmed: their events are out, so the rows go,
+-- in the batch's transaction. (A row is written once and deleted once: the outbox
+-- holds only what waits, and stays small.)
 -- $1 positions (bigint[])
-UPDATE outbox
-SET published_at = clock_timestamp()
+DELETE FROM outbox
 WHERE position = ANY($1::bigint[])
   AND published_at IS NULL;
 
--- name: relay_delete_published
--- Keep the outbox small: published rows older than the retention, a slice at a
--- time so no single statement holds many locks or runs long.
--- $1 retention (interval), $2 most rows to delete
+-- name: relay_delete_marked
+-- Rows that a relay of an earlier version marked published (published_at set) rather
+-- than deleting: gone at the next clean-up, a slice at a time so no single statement
+-- holds many locks or runs long.
+-- $1 most rows to delete
 DELETE FROM outbox
 WHERE position = ANY(ARRAY(
     SELECT position
     FROM outbox
-    WHERE published_at < now() - $1::interval
-    ORDER BY published_at
-    LIMIT $2
+    WHERE published_at IS NOT NULL
+    LIMIT $1
 ));
 
 -- name: relay_vacuum_outbox
--- Each published row leaves its unpublished version's entry in outbox_unpublished
--- until a vacuum, and every fetch walks past those from the oldest position: run by
--- the relay as events go out, so the fetch stays cheap wherever autovacuum is off or
--- slow to come. Skipped with a warning when the service's role may not vacuum.
+-- Each deleted row leaves its entry in outbox_unpublished until a vacuum, and every
+-- fetch walks past those from the oldest position: run by the relay as events go out,
+-- so the fetch stays cheap wherever autovacuum is off or slow to come. Skipped with a warning when the service's role may not vacuum.
 VACUUM outbox;
 
 -- name: relay_count_backlog

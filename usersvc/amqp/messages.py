@@ -1,7 +1,7 @@
 """The relay's pure part: outbox row → AMQP message, which rows a batch settled, backoff.
 
 No I/O here; :mod:`usersvc.amqp.relay` reads the rows, talks to the broker and
-marks what this module says is settled.
+deletes what this module says is settled.
 """
 
 from collections.abc import Mapping, Sequence
@@ -67,7 +67,7 @@ def to_message(row: OutboxRow) -> Message:
 
 
 def settled(rows: Sequence[OutboxRow], confirmed: Sequence[bool]) -> list[int]:
-    """Positions to mark published after a batch: the confirmed rows, except those of a
+    """Positions to delete as sent after a batch: the confirmed rows, except those of a
     user with an earlier unconfirmed row in the batch.
 
     Those are sent again after the earlier one, so a user's last copies reach the broker

@@ -6,11 +6,12 @@ leader, when idle, wakes on NOTIFY (a slow poll covers a lost one), waits a mome
 for the commits that come together, and while batches keep finding rows it looks
 again after that moment rather than listen. It publishes a batch in waves of one
 write each (each
-user's next row) with their publisher confirms in flight together, and marks the
+user's next row) with their publisher confirms in flight together, and deletes the
 confirmed rows, in one transaction that holds the batch's rows locked. Broker and
 database outages are logged and retried with capped exponential backoff;
 :meth:`Relay.run` ends when cancelled, or soon after :meth:`Relay.stop`: once the batch
-in flight has its confirms and is marked (so a shutdown sends nothing twice), and one
+in flight has its confirms and its rows are deleted (so a shutdown sends nothing
+twice), and one
 more batch has gone.
 """
 
@@ -20,7 +21,6 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from datetime import timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -43,7 +43,7 @@ from usersvc.telemetry.tracing import end_publish_span, start_publish_span
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "usersvc_outbox"  # the outbox trigger's (migrations/0002_outbox.sql)
-CLEANUP_SLICE = 10_000  # published rows deleted per statement
+CLEANUP_SLICE = 10_000  # rows deleted per statement
 BUSY_PAUSE = 0.05  # seconds; a batch row was locked by an erasure that commits soon
 CLOSE_TIMEOUT = 5.0
 
@@ -82,10 +82,9 @@ class RelaySettings:
     # go in one batch: under load, one transaction and one write to the broker carry
     # many events instead of a few. Adds at most this much to an event's latency.
     batch_wait: float = field(default=0.01, validator=ge(0))
-    retention: timedelta = timedelta(days=1)  # of published rows
     cleanup_interval: float = field(default=600.0, validator=gt(0))
-    # VACUUM the outbox once this many rows were marked since the last one, at most
-    # once per vacuum_interval: a fetch walks past every row marked since then.
+    # VACUUM the outbox once this many rows were deleted since the last one, at most
+    # once per vacuum_interval: a fetch walks past every row deleted since then.
     vacuum_after: int = field(default=10_000, validator=gt(0))
     vacuum_interval: float = field(default=10.0, validator=ge(0))
     backoff_initial: float = field(default=0.5, validator=gt(0))
@@ -109,7 +108,7 @@ class RelayHealth:
 @frozen
 class _Batch:
     fetched: int
-    marked: int = 0
+    deleted: int = 0
     problem: str | None = None  # a message returned or nacked: retry after a backoff
     busy: bool = False  # a row was locked by someone else: retry shortly
 
@@ -153,7 +152,7 @@ class Relay:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         """``on_published`` is called with each batch's rows once they are confirmed and
-        marked (for metrics); ``jitter`` draws the backoff's random part."""
+        deleted (for metrics); ``jitter`` draws the backoff's random part."""
         self._pool = pool
         self._database_url = database_url
         self._q = queries
@@ -282,8 +281,8 @@ class Relay:
                 "tcp_keepalives_idle": "15",
                 "tcp_keepalives_interval": "5",
                 "tcp_keepalives_count": "3",
-                # Marking rows published need not wait for the WAL to reach disk: a
-                # mark lost in a database crash only sends those events again, which
+                # Deleting sent rows need not wait for the WAL to reach disk: a
+                # deletion lost in a database crash only sends those events again, which
                 # at-least-once allows, and every batch is one fsync shorter.
                 "synchronous_commit": "off",
             },
@@ -340,7 +339,7 @@ class Relay:
         db.add_termination_listener(lambda *_: wake.set())
         next_cleanup = loop.time()
         failures = 0
-        marked, next_vacuum = 0, loop.time()
+        deleted, next_vacuum = 0, loop.time()
         while True:
             if loop.time() >= next_cleanup:
                 await self._clean_up()
@@ -352,10 +351,10 @@ class Relay:
                 # Fetched after the stop: it took what the requests that finished
                 # during the shutdown committed. What comes later waits for a leader.
                 return
-            marked += batch.marked
-            if marked >= s.vacuum_after and loop.time() >= next_vacuum:
+            deleted += batch.deleted
+            if deleted >= s.vacuum_after and loop.time() >= next_vacuum:
                 self._vacuum_soon()
-                marked, next_vacuum = 0, loop.time() + s.vacuum_interval
+                deleted, next_vacuum = 0, loop.time() + s.vacuum_interval
             if batch.busy:
                 await self._pause(broker, BUSY_PAUSE)
             elif batch.problem is not None:
@@ -391,9 +390,9 @@ class Relay:
     async def _publish_batch(
         self, db: asyncpg.Connection, channel: AbstractChannel, broker: AbstractConnection
     ) -> _Batch:
-        """Publish the oldest unpublished rows and mark what the broker confirmed.
+        """Publish the oldest unpublished rows and delete those the broker confirmed.
 
-        A lost broker connection is raised only after the transaction has marked the
+        A lost broker connection is raised only after the transaction has deleted the
         rows confirmed before it, so fewer are sent twice.
         """
         try:
@@ -405,13 +404,13 @@ class Relay:
                 results = await self._publish_all(channel, broker, rows)
                 positions = settled(rows, [isinstance(r, Basic.Ack) for r in results])
                 if positions:
-                    await db.execute(self._q.relay_mark_published, positions)
+                    await db.execute(self._q.relay_delete_sent, positions)
         except asyncpg.LockNotAvailableError:
             return _Batch(0, busy=True)
         if positions and self._on_published is not None:
-            marked = set(positions)
+            sent = set(positions)
             try:
-                self._on_published([row for row in rows if row.position in marked])
+                self._on_published([row for row in rows if row.position in sent])
             except Exception:  # a metric's bug must not stop the events
                 log.exception("outbox relay: on_published failed")
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -555,19 +554,18 @@ class Relay:
             self._vacuuming = None
 
     async def _clean_up(self) -> None:
-        """Delete published rows older than the retention, and expired idempotency keys
-        (here: one process at a time does it, the leader, every cleanup interval)."""
+        """Delete rows an earlier version of the relay marked published (it kept them a
+        day), and expired idempotency keys (here: one process at a time does it, the
+        leader, every cleanup interval)."""
         deleted = 0
         while True:
-            status = await self._pool.execute(
-                self._q.relay_delete_published, self._settings.retention, CLEANUP_SLICE
-            )
+            status = await self._pool.execute(self._q.relay_delete_marked, CLEANUP_SLICE)
             count = int(status.split()[-1])
             deleted += count
             if count < CLEANUP_SLICE:
                 break
         if deleted:
-            log.info("outbox relay: deleted %d published rows", deleted)
+            log.info("outbox relay: deleted %d rows marked published", deleted)
         expired = await delete_expired_keys(self._pool, self._q)
         if expired:
             log.info("outbox relay: deleted %d expired idempotency keys", expired)
