@@ -206,3 +206,26 @@ async def test_an_event_committed_as_the_relay_turns_idle_is_found_without_a_not
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_while_commits_keep_coming_each_look_waits_the_drain_wait(
+    users: Users, consumer: Consumer, recorded_relay: tuple[list[list[str]], StartRecorded]
+) -> None:
+    batches, start = recorded_relay
+    await idle_relay(start, batch_wait=0.01, drain_wait=0.25)
+
+    async def commit_in_turn(count: int) -> list[UUID]:
+        """About a second of commits."""
+        events = []
+        for _ in range(count):
+            events.append((await succeed(users, create_user())).event_id)
+            await asyncio.sleep(0.01)
+        return events
+
+    streams = await asyncio.gather(*(commit_in_turn(80) for _ in range(4)))
+    events = [event_id for stream in streams for event_id in stream]
+    await consumer.wait_for(events)
+    await eventually(lambda: sum(map(len, batches)) == len(events))
+    # A look every quarter second, and the first after a 10 ms wait: a handful of
+    # batches (looks every batch wait would make them by the dozen).
+    assert len(batches) <= 10, [len(batch) for batch in batches]
