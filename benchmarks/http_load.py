@@ -21,7 +21,12 @@ databases (dropped after) and its own exchange and queue (deleted after), then:
 
 Per scenario and server it prints req/s, p50/p99 latency, non-2xx answers, the
 server's CPU per request (user + system, all its processes) and peak RSS (per
-process), then the usersvc/floor ratios of the rounds' medians.
+process), then the usersvc/floor ratios of the rounds' medians; and where each
+request's CPU went on the machine: the server, the relay, PostgreSQL, RabbitMQ (their
+processes on this machine, read from /proc), wrk, and the machine's busy time in all.
+
+On a RabbitMQ 3.x with ``rabbitmqctl`` at hand, the benchmark's queue is made a classic
+queue version 2 (by a policy on its name), as every classic queue is on RabbitMQ 4.
 """
 
 import argparse
@@ -603,6 +608,26 @@ def table(results: dict[str, dict[str, list[dict]]], floor_name: str) -> list[st
     return lines
 
 
+def machine_table(results: dict[str, dict[str, list[dict]]]) -> list[str]:
+    """Where a request's CPU went on the whole machine (medians of the rounds)."""
+    lines = [
+        "| scenario | server | machine ms/req | server | relay | PostgreSQL | RabbitMQ | wrk |"
+        " cores busy |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario, per in results.items():
+        for name, rounds in per.items():
+            relay = f"{_median(rounds, 'relay_cpu_ms'):.2f}" if "relay_cpu_ms" in rounds[0] else ""
+            lines.append(
+                f"| {scenario} | {name} | {_median(rounds, 'machine_cpu_ms'):.2f} | "
+                f"{_median(rounds, 'cpu_ms'):.2f} | {relay} | "
+                f"{_median(rounds, 'postgres_cpu_ms'):.2f} | "
+                f"{_median(rounds, 'rabbitmq_cpu_ms'):.2f} | {_median(rounds, 'wrk_cpu_ms'):.2f} | "
+                f"{_median(rounds, 'busy_cores'):.2f} |"
+            )
+    return lines
+
+
 async def run(args: argparse.Namespace) -> None:
     def say(text: str) -> None:
         print(text, flush=True)
@@ -692,6 +717,9 @@ async def run(args: argparse.Namespace) -> None:
         say(f"### {name} vs floor")
         say("")
         for line in table(results, "floor"):
+            say(line)
+        say("")
+        for line in machine_table(results):
             say(line)
     say("")
     say("| command | floor round trips | usersvc round trips | floor prepares | usersvc prepares |")
