@@ -1,6 +1,6 @@
 """Load benchmark of the HTTP API: usersvc side by side with a bare floor (not a test).
 
-    uv run python benchmarks/http_load.py [--rounds 3] [--duration 6] [--connections 32]
+    uv run python benchmarks/http_load.py [--rounds 5] [--duration 6] [--connections 32]
                                           [--only main] [--json results.json]
 
 Needs ``wrk`` (the Debian package), a PostgreSQL and a RabbitMQ as the tests use
@@ -41,6 +41,7 @@ import shutil
 import signal
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -129,6 +130,32 @@ async def bench_exchange() -> AsyncIterator[tuple[str, str, str]]:
 
 
 # --- processes ---
+
+# The interpreter the servers run on: the production environment's (see
+# production_environment), else this one's.
+PYTHON = [sys.executable]
+
+
+def production_environment(work: Path) -> str:
+    """A line for the report. The servers run from an environment of the project's
+    production dependencies alone, as the image installs them (``uv sync --no-dev``):
+    the development one also holds the test tools, and what they bring (rich and
+    pygments, which structlog imports when present) would count in the servers' RSS."""
+    uv = shutil.which("uv")
+    env = work / "production-env"
+    if uv is not None:
+        done = subprocess.run(  # noqa: S603 - uv, found on PATH, with fixed arguments
+            [uv, "sync", "--no-dev", "--frozen", "--quiet"],
+            cwd=ROOT,
+            env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(env)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode == 0:
+            PYTHON[0] = str(env / "bin" / "python")
+            return "servers run from the production dependencies (uv sync --no-dev)"
+    return "servers run from this environment, test tools and all (uv sync --no-dev failed)"
 
 
 def _stat(pid: int) -> tuple[int, int, int]:
@@ -271,9 +298,7 @@ class Server:
 
 
 def floor(database_url: str, port: int) -> Server:
-    return Server(
-        "floor", [sys.executable, str(HERE / "floor.py"), str(port), database_url], {}, port
-    )
+    return Server("floor", [PYTHON[0], str(HERE / "floor.py"), str(port), database_url], {}, port)
 
 
 def usersvc_env(database_url: str, exchange: str) -> dict[str, str]:
@@ -288,7 +313,7 @@ def usersvc_env(database_url: str, exchange: str) -> dict[str, str]:
 
 
 def usersvc(database_url: str, exchange: str, port: int, *, relay: bool = False) -> Server:
-    argv = [sys.executable, "-m", "usersvc", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [PYTHON[0], "-m", "usersvc", "serve", "--host", "127.0.0.1", "--port", str(port)]
     name = "usersvc+relay" if relay else "usersvc"
     return Server(
         name, argv if relay else [*argv, "--no-relay"], usersvc_env(database_url, exchange), port
@@ -297,7 +322,7 @@ def usersvc(database_url: str, exchange: str, port: int, *, relay: bool = False)
 
 def relay(database_url: str, exchange: str) -> Server:
     return Server(
-        "relay", [sys.executable, "-m", "usersvc", "relay"], usersvc_env(database_url, exchange), 0
+        "relay", [PYTHON[0], "-m", "usersvc", "relay"], usersvc_env(database_url, exchange), 0
     )
 
 
@@ -309,16 +334,15 @@ def gunicorn(database_url: str, exchange: str, port: int, workers: int, metrics:
         "WEB_CONCURRENCY": str(workers),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics),
     }
-    argv = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
+    argv = [PYTHON[0], "-m", "gunicorn", "--config", "gunicorn.conf.py"]
     return Server(f"gunicorn x{workers}", argv, env, port)
 
 
 def has_gunicorn() -> bool:
-    try:
-        import gunicorn  # noqa: F401
-    except ImportError:
-        return False
-    return (ROOT / "gunicorn.conf.py").is_file()
+    found = subprocess.run(  # noqa: S603 - the servers' interpreter, fixed arguments
+        [PYTHON[0], "-c", "import gunicorn"], capture_output=True, check=False
+    )
+    return found.returncode == 0 and (ROOT / "gunicorn.conf.py").is_file()
 
 
 # --- load ---
@@ -639,8 +663,9 @@ async def run(args: argparse.Namespace) -> None:
     try:
         with fresh_database("floor") as floor_db, fresh_database("svc") as svc_db:
             async with bench_exchange() as (exchange, _, broker_note):
-                report["broker"] = broker_note
-                say(broker_note)
+                environment = await asyncio.to_thread(production_environment, work)
+                report |= {"broker": broker_note, "environment": environment}
+                say(f"{broker_note}; {environment}")
                 floor_server = floor(floor_db, next(ports))
                 floor_ids, svc_ids = work / "floor-ids", work / "usersvc-ids"
                 variants: list[tuple[Server, Server | None]] = [
@@ -648,7 +673,7 @@ async def run(args: argparse.Namespace) -> None:
                 ]
                 if args.only != "main":
                     variants.append((usersvc(svc_db, exchange, next(ports), relay=True), None))
-                    if has_gunicorn():
+                    if await asyncio.to_thread(has_gunicorn):
                         metrics = work / "metrics"
                         metrics.mkdir()
                         server = gunicorn(svc_db, exchange, next(ports), 2, metrics)
@@ -742,6 +767,7 @@ async def profile(args: argparse.Namespace) -> None:
     ports = iter(range(PORT_BASE + 10, PORT_BASE + 99))
     with fresh_database("profile") as db:
         async with bench_exchange() as (exchange, _, _note):
+            print(await asyncio.to_thread(production_environment, out))
             server, its_relay = usersvc(db, exchange, next(ports)), relay(db, exchange)
             await its_relay.start()
             await server.start()
@@ -800,7 +826,7 @@ def _via(url: str, port: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=6, help="seconds per wrk round")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
