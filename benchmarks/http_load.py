@@ -380,7 +380,10 @@ class Runs:
 
     async def wrk(self, server: Server, scenario: str, ids_file: Path, seconds: float) -> dict:
         self.count += 1
-        base = self.count * 10_000_000  # seeding uses 1..2,000
+        # Seeding uses 1..2,000 and the round-trip count 900,000,000 and up; a round takes
+        # 16 numbers per create, so 2,000,000 is room for 125,000 creates. Phones stay
+        # +7 9XX XXX XX XX (79,000,000,000 + the number).
+        base = self.count * 2_000_000
         ticks = server.cpu_ticks()
         companion = server.companion.cpu_ticks() if server.companion else 0
         machine, shares = _machine_ticks()
