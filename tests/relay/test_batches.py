@@ -45,6 +45,35 @@ async def recorded_relay(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@pytest.fixture
+async def start_kind(
+    pool: asyncpg.Pool, database_url: str, queries: Queries, settings: RelaySettings
+) -> AsyncIterator[Callable[..., Any]]:
+    """Starts a relay of a test's own class (cancelled at the end); settings overridable."""
+    tasks: list[asyncio.Task[None]] = []
+
+    def start(kind: type[Relay], **overrides: Any) -> Any:
+        relay = kind(pool, database_url, queries, evolve(settings, **overrides))
+        tasks.append(asyncio.create_task(relay.run()))
+        return relay
+
+    try:
+        yield start
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def commit_in_turn(users: Users, count: int) -> list[UUID]:
+    """One stream of commands, one after another: some tens of commits a second."""
+    events = []
+    for _ in range(count):
+        events.append((await succeed(users, create_user())).event_id)
+        await asyncio.sleep(0.01)
+    return events
+
+
 async def idle_relay(start: StartRecorded, **settings: Any) -> Relay:
     """A relay started, leading, and past its first (empty) batch: it waits for a wake."""
     relay = start(**settings)
@@ -123,47 +152,28 @@ class HearingRelay(Relay):
 
 
 async def test_while_commits_keep_coming_the_relay_looks_again_instead_of_hearing_each_notify(
-    pool: asyncpg.Pool,
-    database_url: str,
-    queries: Queries,
-    settings: RelaySettings,
-    users: Users,
-    consumer: Consumer,
+    users: Users, consumer: Consumer, start_kind: Callable[..., Any]
 ) -> None:
     # A poll this slow would time the test out: the relay must find every event by
     # looking again after each batch, or by a NOTIFY once it is idle.
-    relay = HearingRelay(
-        pool, database_url, queries, evolve(settings, poll_interval=60.0, batch_wait=0.02)
-    )
-    task = asyncio.create_task(relay.run())
-    try:
-        await eventually(lambda: relay.health().leader)
-        await asyncio.sleep(0.1)  # past its first, empty batch: listening
+    relay = start_kind(HearingRelay, poll_interval=60.0, batch_wait=0.02)
+    await eventually(lambda: relay.health().leader)
+    await asyncio.sleep(0.1)  # past its first, empty batch: listening
 
-        async def commit_in_turn(count: int) -> list[UUID]:
-            """A command's stream: a second or so of commits, some hundreds a second."""
-            events = []
-            for _ in range(count):
-                events.append((await succeed(users, create_user())).event_id)
-                await asyncio.sleep(0.01)
-            return events
+    # A second or so of commits from eight streams, some hundreds a second.
+    streams = await asyncio.gather(*(commit_in_turn(users, 100) for _ in range(8)))
+    events = [event_id for stream in streams for event_id in stream]
+    await consumer.wait_for(events)
+    # Heard: the commits of the first wait, and a few in flight at the UNLISTEN;
+    # a relay that listened throughout hears each of the 800.
+    assert relay.heard < len(events) / 4, relay.heard
 
-        streams = await asyncio.gather(*(commit_in_turn(100) for _ in range(8)))
-        events = [event_id for stream in streams for event_id in stream]
-        await consumer.wait_for(events)
-        # Heard: the commits of the first wait, and a few in flight at the UNLISTEN;
-        # a relay that listened throughout hears each of the 800.
-        assert relay.heard < len(events) / 4, relay.heard
-
-        # Idle again, it listens: an event comes at once, not after the 60-second poll.
-        await asyncio.sleep(0.3)
-        heard = relay.heard
-        late = await succeed(users, create_user())
-        await consumer.wait_for([late.event_id], within=2.0)
-        assert relay.heard > heard
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    # Idle again, it listens: an event comes at once, not after the 60-second poll.
+    await asyncio.sleep(0.3)
+    heard = relay.heard
+    late = await succeed(users, create_user())
+    await consumer.wait_for([late.event_id], within=2.0)
+    assert relay.heard > heard
 
 
 class SneakingRelay(Relay):
@@ -184,28 +194,16 @@ class SneakingRelay(Relay):
 
 
 async def test_an_event_committed_as_the_relay_turns_idle_is_found_without_a_notify(
-    pool: asyncpg.Pool,
-    database_url: str,
-    queries: Queries,
-    settings: RelaySettings,
-    users: Users,
-    consumer: Consumer,
+    users: Users, consumer: Consumer, start_kind: Callable[..., Any]
 ) -> None:
-    relay = SneakingRelay(
-        pool, database_url, queries, evolve(settings, poll_interval=60.0, batch_wait=0.02)
-    )
-    relay.users = users
-    task = asyncio.create_task(relay.run())
-    try:
-        await eventually(lambda: relay.health().leader)
-        first = await succeed(users, create_user())
-        await consumer.wait_for([first.event_id], within=2.0)
-        await eventually(lambda: relay.sneaked is not None)
-        # Not after the 60-second poll: the relay looks once more after its LISTEN.
-        await consumer.wait_for([relay.sneaked.event_id], within=2.0)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    SneakingRelay.users = users
+    relay = start_kind(SneakingRelay, poll_interval=60.0, batch_wait=0.02)
+    await eventually(lambda: relay.health().leader)
+    first = await succeed(users, create_user())
+    await consumer.wait_for([first.event_id], within=2.0)
+    await eventually(lambda: relay.sneaked is not None)
+    # Not after the 60-second poll: the relay looks once more after its LISTEN.
+    await consumer.wait_for([relay.sneaked.event_id], within=2.0)
 
 
 async def test_while_commits_keep_coming_each_look_waits_the_drain_wait(
@@ -214,15 +212,8 @@ async def test_while_commits_keep_coming_each_look_waits_the_drain_wait(
     batches, start = recorded_relay
     await idle_relay(start, batch_wait=0.01, drain_wait=0.25)
 
-    async def commit_in_turn(count: int) -> list[UUID]:
-        """About a second of commits."""
-        events = []
-        for _ in range(count):
-            events.append((await succeed(users, create_user())).event_id)
-            await asyncio.sleep(0.01)
-        return events
-
-    streams = await asyncio.gather(*(commit_in_turn(80) for _ in range(4)))
+    # About a second of commits from four streams.
+    streams = await asyncio.gather(*(commit_in_turn(users, 80) for _ in range(4)))
     events = [event_id for stream in streams for event_id in stream]
     await consumer.wait_for(events)
     await eventually(lambda: sum(map(len, batches)) == len(events))

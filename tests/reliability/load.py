@@ -122,16 +122,52 @@ async def run_load(
     return record
 
 
+# The relay deletes an outbox row once its event is sent; these tests keep their own
+# copy of every committed event, written by a trigger in the command's transaction (so
+# a rolled-back command leaves none), in their own database only.
+COMMIT_LOG = """
+CREATE TABLE test_commit_log (
+    position   bigint PRIMARY KEY,
+    event_id   uuid NOT NULL,
+    event_name text NOT NULL,
+    user_id    uuid NOT NULL,
+    data       jsonb NOT NULL
+);
+CREATE FUNCTION test_log_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO test_commit_log
+    VALUES (NEW.position, NEW.event_id, NEW.event_name, NEW.user_id, NEW.data);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER test_log_commit AFTER INSERT ON outbox
+    FOR EACH ROW EXECUTE FUNCTION test_log_commit();
+"""
+
+
+async def keep_commit_log(database_url: str) -> None:
+    """From now on, every event committed to this (migrated) database is logged."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(COMMIT_LOG)
+    finally:
+        await connection.close()
+
+
+async def committed_events(connection: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every event committed since :func:`keep_commit_log`, in commit order (the outbox's
+    position), sent or not."""
+    rows = await connection.fetch(
+        "SELECT event_id, event_name, user_id, data FROM test_commit_log ORDER BY position"
+    )
+    return [dict(row) for row in rows]
+
+
 async def check_database(connection: asyncpg.Connection, record: Record) -> list[dict[str, Any]]:
     """No change half-applied, none lost: each user row has its creation event and its
     state is the one its last events say; one event per successful command, none per
-    refused one. The outbox's events, in commit order."""
-    events = [
-        dict(row)
-        for row in await connection.fetch(
-            "SELECT event_id, event_name, user_id, data FROM outbox ORDER BY position"
-        )
-    ]
+    refused one. The committed events (:func:`keep_commit_log`), in commit order."""
+    events = await committed_events(connection)
     users = {row["user_id"]: dict(row) for row in await connection.fetch("SELECT * FROM users")}
     created = {e["user_id"] for e in events if e["event_name"] == "UserCreated"}
     assert set(users) == created, "a user without its creation event, or the reverse"

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.reliability.load import Record, check_database, run_load
+from tests.reliability.load import Record, check_database, keep_commit_log, run_load
 from tests.reliability.private_postgres import PrivatePostgres
 from usersvc.db.migrations import apply_migrations
 from usersvc.db.pool import init_connection
@@ -42,6 +42,7 @@ async def database(server: PrivatePostgres) -> str:
     await admin.close()
     url = server.url_for(DATABASE)
     await asyncio.to_thread(apply_migrations, url)
+    await keep_commit_log(url)
     return url
 
 

@@ -16,6 +16,8 @@ from tests.reliability.load import (
     Record,
     assert_no_personal_data,
     check_database,
+    committed_events,
+    keep_commit_log,
     run_load,
 )
 from tests.reliability.processes import Serve, environment
@@ -81,14 +83,15 @@ async def broker_lost(replica: Serve) -> None:
 
 
 async def events_of(database_url: str) -> tuple[list[dict[str, Any]], int]:
+    """The events committed, in commit order, and how many still wait in the outbox."""
     connection = await asyncpg.connect(database_url)
     try:
         await init_connection(connection)
-        rows = await connection.fetch("SELECT event_id, user_id FROM outbox ORDER BY position")
+        events = await committed_events(connection)
         waiting = await connection.fetchval(
             "SELECT count(*) FROM outbox WHERE published_at IS NULL"
         )
-        return [dict(r) for r in rows], waiting
+        return events, waiting
     finally:
         await connection.close()
 
@@ -101,6 +104,7 @@ async def run_replicas(
     its connections closed)."""
     amqp = vhost.url
     await declare_counting_queue(amqp, EXCHANGE, QUEUE)
+    await keep_commit_log(database_url)
     env = environment(
         USERSVC_DATABASE_URL=database_url,
         USERSVC_AMQP_URL=amqp,

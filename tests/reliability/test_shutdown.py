@@ -17,6 +17,8 @@ from tests.reliability.load import (
     Record,
     assert_no_personal_data,
     check_database,
+    committed_events,
+    keep_commit_log,
     new_user_body,
     run_load,
 )
@@ -52,13 +54,15 @@ def refuses_connections(port: int) -> bool:
 
 
 async def outbox(database_url: str) -> tuple[list[dict[str, Any]], int]:
+    """The events committed, in commit order, and how many still wait in the outbox."""
     connection = await asyncpg.connect(database_url)
     try:
-        rows = await connection.fetch("SELECT event_id, user_id FROM outbox ORDER BY position")
+        await init_connection(connection)
+        events = await committed_events(connection)
         waiting = await connection.fetchval(
             "SELECT count(*) FROM outbox WHERE published_at IS NULL"
         )
-        return [dict(r) for r in rows], waiting
+        return events, waiting
     finally:
         await connection.close()
 
@@ -66,6 +70,7 @@ async def outbox(database_url: str) -> tuple[list[dict[str, Any]], int]:
 async def shutdown_under_load(database_url: str, vhost: Vhost, burst_seconds: float) -> str:
     amqp = vhost.url
     await declare_counting_queue(amqp, EXCHANGE, QUEUE)
+    await keep_commit_log(database_url)
     env = environment(
         USERSVC_DATABASE_URL=database_url, USERSVC_AMQP_URL=amqp, USERSVC_AMQP_EXCHANGE=EXCHANGE
     )
