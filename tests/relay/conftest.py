@@ -74,11 +74,12 @@ async def start_relay(
 
     async def start(
         *,
+        kind: type[Relay] = Relay,  # or a test's own subclass
         relay_pool: asyncpg.Pool | None = None,
         relay_database_url: str | None = None,
         **overrides: Any,
-    ) -> tuple[Relay, asyncio.Task[None]]:
-        relay = Relay(
+    ) -> tuple[Any, asyncio.Task[None]]:
+        relay = kind(
             relay_pool or pool,
             relay_database_url or database_url,
             queries,

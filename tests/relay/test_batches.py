@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from attrs import evolve
 
-from tests.relay.support import Consumer, create_user, eventually, succeed
+from tests.relay.support import Consumer, StartRelay, create_user, eventually, succeed
 from usersvc.amqp import Relay, RelaySettings
 from usersvc.amqp import relay as relay_module
 from usersvc.amqp.messages import OutboxRow
@@ -39,26 +39,6 @@ async def recorded_relay(
 
     try:
         yield batches, start
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-@pytest.fixture
-async def start_kind(
-    pool: asyncpg.Pool, database_url: str, queries: Queries, settings: RelaySettings
-) -> AsyncIterator[Callable[..., Any]]:
-    """Starts a relay of a test's own class (cancelled at the end); settings overridable."""
-    tasks: list[asyncio.Task[None]] = []
-
-    def start(kind: type[Relay], **overrides: Any) -> Any:
-        relay = kind(pool, database_url, queries, evolve(settings, **overrides))
-        tasks.append(asyncio.create_task(relay.run()))
-        return relay
-
-    try:
-        yield start
     finally:
         for task in tasks:
             task.cancel()
@@ -152,11 +132,11 @@ class HearingRelay(Relay):
 
 
 async def test_while_commits_keep_coming_the_relay_looks_again_instead_of_hearing_each_notify(
-    users: Users, consumer: Consumer, start_kind: Callable[..., Any]
+    users: Users, consumer: Consumer, start_relay: StartRelay
 ) -> None:
     # A poll this slow would time the test out: the relay must find every event by
     # looking again after each batch, or by a NOTIFY once it is idle.
-    relay = start_kind(HearingRelay, poll_interval=60.0, batch_wait=0.02)
+    relay, _ = await start_relay(kind=HearingRelay, poll_interval=60.0, batch_wait=0.02)
     await eventually(lambda: relay.health().leader)
     await asyncio.sleep(0.1)  # past its first, empty batch: listening
 
@@ -194,10 +174,10 @@ class SneakingRelay(Relay):
 
 
 async def test_an_event_committed_as_the_relay_turns_idle_is_found_without_a_notify(
-    users: Users, consumer: Consumer, start_kind: Callable[..., Any]
+    users: Users, consumer: Consumer, start_relay: StartRelay
 ) -> None:
     SneakingRelay.users = users
-    relay = start_kind(SneakingRelay, poll_interval=60.0, batch_wait=0.02)
+    relay, _ = await start_relay(kind=SneakingRelay, poll_interval=60.0, batch_wait=0.02)
     await eventually(lambda: relay.health().leader)
     first = await succeed(users, create_user())
     await consumer.wait_for([first.event_id], within=2.0)
