@@ -451,7 +451,6 @@ async def side_by_side(
         for number in range(1, rounds + 1):
             for who, who_ids in ((floor_server, floor_ids), (server, ids)):
                 result = await runs.wrk(who, scenario, who_ids, runs.args.duration)
-                result["load"] = load_average()
                 if who.database_url is not None:  # does the relay keep up?
                     result["backlog_end"] = outbox_backlog(who.database_url)
                     await asyncio.sleep(1)

@@ -45,7 +45,8 @@ WHERE position = ANY(ARRAY(
 -- name: relay_vacuum_outbox
 -- Each deleted row leaves its entry in outbox_unpublished until a vacuum, and every
 -- fetch walks past those from the oldest position: run by the relay as events go out,
--- so the fetch stays cheap wherever autovacuum is off or slow to come. Skipped with a warning when the service's role may not vacuum.
+-- so the fetch stays cheap wherever autovacuum is off or slow to come. Skipped with a
+-- warning when the service's role may not vacuum.
 VACUUM outbox;
 
 -- name: relay_count_backlog
