@@ -22,6 +22,7 @@ from usersvc.db.queries import load
 from usersvc.db.startup import DatabaseUnreachableError, wait_for_database
 from usersvc.http import server
 from usersvc.http.app import SERVER_OPTIONS, create_app
+from usersvc.http.callers import quotas_of, tokens_of, warn_if_open
 from usersvc.telemetry import metrics
 from usersvc.telemetry.logs import configure_logging
 from usersvc.telemetry.tracing import configure_tracing
@@ -194,7 +195,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
     relay = None if args.no_relay else _relay_settings(settings)
-    app = create_app(database_url, relay=relay)
+    warn_if_open(settings)
+    app = create_app(
+        database_url, relay=relay, tokens=tokens_of(settings), quotas=quotas_of(settings)
+    )
     log.info(
         "serving on http://%s:%d (API under /api/v1, docs at /api/docs, metrics at /metrics); "
         "database %s; broker %s",

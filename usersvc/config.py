@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from attrs import frozen
+from limits import parse_many
 
+WEB = ("https", "http")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("json", "console")
 
@@ -24,7 +26,18 @@ DEFAULTS: Mapping[str, str] = {
     "USERSVC_LOG_FORMAT": "",  # console on a terminal, else json
     "USERSVC_HOST": "0.0.0.0",  # noqa: S104 - a service in a container
     "USERSVC_PORT": "8000",
+    # Callers (§5 of docs/api.md): who may do what, and how often.
+    "USERSVC_AUTH": "",  # none or jwt; `usersvc serve` takes none (with a warning) if unset
+    "USERSVC_AUTH_ISSUER": "",
+    "USERSVC_AUTH_JWKS_URL": "",  # unset: the issuer's discovery document names it
+    "USERSVC_AUTH_AUDIENCE": "usersvc",
+    "USERSVC_RATE_LIMIT": "1000/second",  # per caller, every request of an operation
+    "USERSVC_RATE_LIMIT_LOOKUPS": "50/second;1000/minute",  # look-ups, batch gets, listing
+    "USERSVC_RATE_LIMIT_STORAGE": "memory://",  # or redis://host:6379/0: one budget a fleet
 }
+
+AUTH_MODES = ("none", "jwt")
+RATE_LIMIT_STORAGES = ("memory", "redis", "rediss", "valkey", "valkeys")
 
 
 class SettingError(ValueError):
@@ -121,6 +134,36 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+def _auth(name: str, raw: str) -> str | None:
+    mode = raw.strip().lower()
+    if not mode:
+        return None
+    if mode not in AUTH_MODES:
+        raise SettingError(name, f"{raw!r} is not one of {', '.join(AUTH_MODES)}")
+    return mode
+
+
+def _optional_url(name: str, raw: str, schemes: tuple[str, ...]) -> str | None:
+    return _url(name, raw.strip(), schemes) if raw.strip() else None
+
+
+def _rate_limit(name: str, raw: str) -> str:
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise SettingError(
+            name, f"{raw!r} is not a rate limit such as 100/second or 50/second;1000/minute"
+        ) from None
+    return raw.strip()
+
+
+def _storage(name: str, raw: str) -> str:
+    uri = raw.strip()
+    if uri in ("memory", "memory://"):
+        return "memory://"
+    return _url(name, uri, RATE_LIMIT_STORAGES[1:])
+
+
 @frozen
 class Settings:
     database_url: str | None  # None: start the embedded development PostgreSQL
@@ -132,6 +175,13 @@ class Settings:
     host: str
     port: int
     log_format: str | None = None  # json | console; None: console on a terminal, else json
+    auth: str | None = None  # none | jwt; None: not chosen (serve: none, gunicorn refuses)
+    auth_issuer: str | None = None
+    auth_jwks_url: str | None = None
+    auth_audience: str = DEFAULTS["USERSVC_AUTH_AUDIENCE"]
+    rate_limit: str = DEFAULTS["USERSVC_RATE_LIMIT"]
+    rate_limit_lookups: str = DEFAULTS["USERSVC_RATE_LIMIT_LOOKUPS"]
+    rate_limit_storage: str = DEFAULTS["USERSVC_RATE_LIMIT_STORAGE"]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -141,6 +191,10 @@ class Settings:
             return environ.get(name, DEFAULTS[name])
 
         database_url = get("USERSVC_DATABASE_URL").strip()
+        auth = _auth("USERSVC_AUTH", get("USERSVC_AUTH"))
+        issuer = _optional_url("USERSVC_AUTH_ISSUER", get("USERSVC_AUTH_ISSUER"), WEB)
+        if auth == "jwt" and issuer is None:
+            raise SettingError("USERSVC_AUTH_ISSUER", "is required with USERSVC_AUTH=jwt")
         return cls(
             database_url=(
                 _url("USERSVC_DATABASE_URL", database_url, ("postgresql", "postgres"))
@@ -155,4 +209,15 @@ class Settings:
             host=_not_empty("USERSVC_HOST", get("USERSVC_HOST")),
             port=_port("USERSVC_PORT", get("USERSVC_PORT")),
             log_format=_log_format("USERSVC_LOG_FORMAT", get("USERSVC_LOG_FORMAT")),
+            auth=auth,
+            auth_issuer=issuer,
+            auth_jwks_url=_optional_url("USERSVC_AUTH_JWKS_URL", get("USERSVC_AUTH_JWKS_URL"), WEB),
+            auth_audience=_not_empty("USERSVC_AUTH_AUDIENCE", get("USERSVC_AUTH_AUDIENCE")),
+            rate_limit=_rate_limit("USERSVC_RATE_LIMIT", get("USERSVC_RATE_LIMIT")),
+            rate_limit_lookups=_rate_limit(
+                "USERSVC_RATE_LIMIT_LOOKUPS", get("USERSVC_RATE_LIMIT_LOOKUPS")
+            ),
+            rate_limit_storage=_storage(
+                "USERSVC_RATE_LIMIT_STORAGE", get("USERSVC_RATE_LIMIT_STORAGE")
+            ),
         )

@@ -31,6 +31,14 @@ class GunicornLogger(glogging.Logger):
             # `usersvc` says it, rather than gunicorn's traceback.
             print(f"usersvc: error: {error}", file=sys.stderr)
             sys.exit(2)
+        if settings.auth is None:
+            # §5: the production server never chooses who may call it.
+            print(
+                "usersvc: error: USERSVC_AUTH: set it to jwt (with USERSVC_AUTH_ISSUER) or "
+                "to none (every caller may do everything); gunicorn does not choose for you",
+                file=sys.stderr,
+            )
+            sys.exit(2)
         configure_logging(settings.log_level, settings.log_format)  # type: ignore[arg-type]
         for gunicorn_log in (self.error_log, self.access_log):
             for handler in list(gunicorn_log.handlers):
@@ -71,6 +79,7 @@ async def app() -> web.Application:
     """
     from usersvc.amqp import RelaySettings
     from usersvc.http.app import create_app
+    from usersvc.http.callers import quotas_of, tokens_of, warn_if_open
     from usersvc.telemetry.tracing import configure_tracing
 
     settings = Settings.from_env()
@@ -85,4 +94,7 @@ async def app() -> web.Application:
         mask_password(settings.database_url),
         mask_password(settings.amqp_url),
     )
-    return create_app(settings.database_url, relay=relay)
+    warn_if_open(settings)
+    return create_app(
+        settings.database_url, relay=relay, tokens=tokens_of(settings), quotas=quotas_of(settings)
+    )

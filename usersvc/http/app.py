@@ -5,10 +5,11 @@ import contextlib
 import functools
 import re
 import types
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import asyncpg
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 from aiohttp_apigami import request_schema
 from attrs import frozen
 
@@ -18,6 +19,8 @@ from usersvc.db.queries import load
 from usersvc.db.users import Users
 from usersvc.domain import failures as F  # noqa: N812 - reads as a table of failure names
 from usersvc.http import openapi, schemas
+from usersvc.http.auth import ERASE, LIST, READ, WRITE, Tokens
+from usersvc.http.callers import Access, Gate
 from usersvc.http.handlers import (
     POOL,
     QUERIES,
@@ -31,6 +34,7 @@ from usersvc.http.handlers import (
 )
 from usersvc.http.middleware import DEFAULT_LIMIT, DEFAULT_WAIT, middleware
 from usersvc.http.openapi import IDEMPOTENCY_KEY, IF_MATCH, documented, responses, with_etag
+from usersvc.http.quotas import Budget, Quotas
 from usersvc.telemetry import metrics
 
 API = "/api/v1"
@@ -152,6 +156,25 @@ COMMANDS: tuple[Command, ...] = (
     ),
 )
 CREATES = (schemas.CreateUserBody, schemas.LinkSocialNetworkBody)
+
+# Who may call what (§5): the scope each operation needs and the budget it spends,
+# beside the route table; the middleware checks them, the OpenAPI document lists them.
+# The operations not here (the health check, probes, /metrics, the documents) are open.
+ACCESS: Mapping[str, Access] = {
+    "create_user": Access(WRITE),
+    "recover_user": Access(WRITE),
+    "delete_user_permanently": Access(ERASE),
+    "delete_user_temporarily": Access(WRITE),
+    "change_fullname": Access(WRITE),
+    "change_contacts": Access(WRITE),
+    "link_social_network": Access(WRITE),
+    "unlink_social_network": Access(WRITE),
+    "change_social_network_connection_reason": Access(WRITE),
+    "get_user": Access(READ),
+    # Look-ups and batch gets need users:read, the listing users:list; both spend from
+    # the smaller budget of reads that return personal data by contact or in bulk.
+    "find_users": Access(READ, Budget.LOOKUPS, listing_scope=LIST),
+}
 CHECKS = (
     "Checks, in order: the body (422 `detail`), the user exists (404), `If-Match` "
     "names the user's version (412), the user's status (400), then the command's own "
@@ -197,7 +220,8 @@ def _own(handler: Handler) -> Handler:
     return functools.update_wrapper(copy, handler, updated=())
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> None:
+    """The operations; ``access`` gets each guarded route's :data:`ACCESS`."""
     for command in COMMANDS:
         if command.body in CREATES:
             success = (201, schemas.CREATED, "created: `result` is the new id")
@@ -219,7 +243,8 @@ def add_routes(app: web.Application) -> None:
             parameters=[IDEMPOTENCY_KEY] if creates_user else [IF_MATCH, IDEMPOTENCY_KEY],
             responses=answers,
         )
-        app.router.add_route(command.method, API + command.path, handler)
+        route = app.router.add_route(command.method, API + command.path, handler)
+        access[route] = ACCESS[command.operation_id]
     user = request_schema(schemas.UserPath, location="match_info")(_own(get_user))
     user = documented(
         user,
@@ -234,7 +259,7 @@ def add_routes(app: web.Application) -> None:
         ),
     )
     # No HEAD beside GET: the contract has none, and the document lists only the contract.
-    app.router.add_get(API + USER_PATH, user, allow_head=False)
+    access[app.router.add_get(API + USER_PATH, user, allow_head=False)] = ACCESS["get_user"]
     found = request_schema(schemas.UsersQuery, location="querystring")(_own(find_users))
     found = documented(
         found,
@@ -246,7 +271,7 @@ def add_routes(app: web.Application) -> None:
             "find_users", (200, schemas.USERS_FOUND, "the users found"), (), body=False
         ),
     )
-    app.router.add_get(API + "/users", found, allow_head=False)
+    access[app.router.add_get(API + "/users", found, allow_head=False)] = ACCESS["find_users"]
     health = documented(
         _own(healthcheck),
         tags=["health"],
@@ -301,6 +326,19 @@ async def _outbox_stats(request: web.Request) -> tuple[int, float] | None:
     return row["backlog"], row["oldest_age"]
 
 
+def _callers(gate: Gate) -> Context:
+    """The provider's keys fetched in the background from start-up (which never waits
+    for them), and the quota storage's connections closed at the end."""
+
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        if gate.tokens is not None:
+            await gate.tokens.keys.start()
+        yield
+        await gate.close()
+
+    return context
+
+
 def create_app(
     database_url: str,
     *,
@@ -308,17 +346,32 @@ def create_app(
     pool_min_size: int = 2,
     max_concurrency: int = DEFAULT_LIMIT,
     queue_wait: float = DEFAULT_WAIT,
+    tokens: Tokens | None = None,
+    quotas: Quotas | None = None,
 ) -> web.Application:
     """The API; with ``relay`` settings the outbox relay runs in this process too.
     At most ``max_concurrency`` requests run at once; others wait up to ``queue_wait``
-    seconds, then get 503 (the health check and /metrics never wait)."""
-    edge = middleware(max_concurrency, queue_wait, frozenset({API + "/healthcheck", "/metrics"}))
+    seconds, then get 503 (the health check and /metrics never wait).
+
+    ``tokens``: callers must show a bearer token with the operation's scope
+    (``USERSVC_AUTH=jwt``); without, every caller may do everything. ``quotas``: each
+    caller's budgets (none: no limit)."""
+    gate = Gate(tokens, quotas)
+    access: dict[AbstractRoute, Access] = {}
+    edge = middleware(
+        max_concurrency,
+        queue_wait,
+        frozenset({API + "/healthcheck", "/metrics"}),
+        gate=gate,
+        access=access,
+    )
     app = web.Application(middlewares=[edge], client_max_size=MAX_BODY_BYTES)
     app[QUERIES] = load()
     app.router.add_get("/metrics", metrics.metrics_handler(_outbox_stats))
+    app.cleanup_ctx.append(_callers(gate))
     app.cleanup_ctx.append(_database(database_url, pool_min_size))
     if relay is not None:
         app.cleanup_ctx.append(_relay(database_url, relay))
-    add_routes(app)
+    add_routes(app, access)
     openapi.setup(app)
     return app

@@ -73,6 +73,21 @@ IDEMPOTENT = (IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS)
 # The same code as a lost database: either way the client waits Retry-After and retries.
 OVERLOADED = ErrorInfo(503, "service_unavailable", "The service is busy, try again later")
 
+# Callers (§5). The body never says which check a token failed: the log does.
+UNAUTHENTICATED = ErrorInfo(
+    401, "unauthenticated", "A valid bearer token is required (Authorization: Bearer <token>)"
+)
+INSUFFICIENT_SCOPE = ErrorInfo(
+    403, "insufficient_scope", "The token does not grant the scope this operation needs"
+)
+TOO_MANY_REQUESTS = ErrorInfo(
+    429, "too_many_requests", "Too many requests from this caller, try again later"
+)
+KEYS_UNAVAILABLE = ErrorInfo(
+    503, "service_unavailable", "The token's signing key cannot be fetched now, try again later"
+)
+REFUSED_CALLERS = (UNAUTHENTICATED, INSUFFICIENT_SCOPE, TOO_MANY_REQUESTS, KEYS_UNAVAILABLE)
+
 # Requests aiohttp's HTTP parser refuses before the app sees them (answered by
 # usersvc.http.server): the connection is closed after the answer.
 BAD_REQUEST = ErrorInfo(400, "bad_request", "Malformed HTTP request")

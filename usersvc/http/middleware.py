@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 
+from usersvc.http.callers import Access, Gate
 from usersvc.http.failures import HTTP_ERRORS, INTERNAL_ERROR, OVERLOADED, SERVICE_UNAVAILABLE
 from usersvc.http.responses import answer, error
 from usersvc.telemetry.requests import REQUEST_ID_HEADER, Measured
@@ -126,10 +128,18 @@ class Turns:
 
 
 def middleware(
-    limit: int = DEFAULT_LIMIT, wait: float = DEFAULT_WAIT, exempt: frozenset[str] = frozenset()
+    limit: int = DEFAULT_LIMIT,
+    wait: float = DEFAULT_WAIT,
+    exempt: frozenset[str] = frozenset(),
+    *,
+    gate: Gate | None = None,
+    access: Mapping[AbstractRoute, Access] | None = None,
 ) -> Middleware:
-    """The app's middleware; ``exempt`` paths pass without a turn."""
+    """The app's middleware; ``exempt`` paths pass without a turn. With a ``gate``, the
+    routes in ``access`` (filled in as routes are added) admit only the callers it
+    lets through; the others (health, metrics, documents) are open to all."""
     turns = Turns(limit, wait)
+    rules = {} if access is None or gate is None else access
 
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -140,8 +150,14 @@ def middleware(
         try:
             try:
                 turn = request.path not in exempt
+                rule = rules.get(request.match_info.route)
+                # The caller's checks before a turn: a refused request takes none.
+                refused = None if rule is None else await gate.admit(request, rule, measured)  # type: ignore[union-attr]
+                if refused is not None:
+                    turn = False
+                    response = refused
                 # Only a request that has to wait pays for a timer.
-                if turn and not turns.take_now() and not await turns.wait_for_turn():
+                elif turn and not turns.take_now() and not await turns.wait_for_turn():
                     turn = False
                     response = answer(OVERLOADED, {"Retry-After": OVERLOADED_RETRY_AFTER_SECONDS})
                 else:

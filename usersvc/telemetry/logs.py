@@ -270,8 +270,16 @@ def configure_logging(
     _access_json = native_factory if json_bytes and numeric_level <= logging.INFO else None
 
 
-def access(method: str, route: str, status: int, duration_ms: float, size: int | None) -> None:
-    """The access log line of a request (called inside the request's context)."""
+def access(
+    method: str,
+    route: str,
+    status: int,
+    duration_ms: float,
+    size: int | None,
+    client: str | None = None,
+) -> None:
+    """The access log line of a request (called inside the request's context);
+    ``client`` is the caller's actor (§5), None when unknown or with USERSVC_AUTH=none."""
     fast = _access_json
     if fast is not None:
         # The line the processors below would make, key for key, made directly: it is
@@ -287,6 +295,7 @@ def access(method: str, route: str, status: int, duration_ms: float, size: int |
             "status": status,
             "duration_ms": round(duration_ms, 3),
             "size": size,
+            "client": client,
         }
         fast.msg(orjson.dumps(_add_context(None, "info", line), default=str, option=_UTC_Z))
         return
@@ -301,6 +310,7 @@ def access(method: str, route: str, status: int, duration_ms: float, size: int |
         status=status,
         duration_ms=round(duration_ms, 3),
         size=size,
+        client=client,
     )
 
 

@@ -54,6 +54,12 @@ COMMANDS = Counter(
 IDEMPOTENT_REPLAYS = Counter(
     "usersvc_idempotent_replays", "Commands answered from an Idempotency-Key's stored response"
 )
+# Requests refused before their operation ran (§5): no client id as a label, since
+# callers are unbounded in number; the access log names them.
+REFUSALS = ("unauthenticated", "insufficient_scope", "too_many_requests")
+HTTP_REFUSED = Counter("usersvc_http_requests_refused", "Requests refused by reason", ("reason",))
+for _reason in REFUSALS:  # at 0 from the start, so a panel reads 0 rather than "No data"
+    HTTP_REFUSED.labels(_reason)
 DB_POOL_SIZE = Gauge(
     "usersvc_db_pool_size", "Connections open in the pool(s)", multiprocess_mode="livesum"
 )
@@ -233,6 +239,11 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 def request_ended() -> None:
     _turn.in_flight -= 1
     _due()
+
+
+def refused(reason: str) -> None:
+    """A request refused (rare enough to count at once)."""
+    HTTP_REFUSED.labels(reason).inc()
 
 
 def count_command(command: str, outcome: str) -> None:

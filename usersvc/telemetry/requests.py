@@ -33,13 +33,14 @@ def route_of(request: web.Request) -> str:
 class Measured:
     """A request being measured: begun with its id and span, ended with its status."""
 
-    __slots__ = ("_span", "_started", "_token", "request_id")
+    __slots__ = ("_span", "_started", "_token", "client", "request_id")
 
     def __init__(self, request: web.Request) -> None:
         self._started = time.perf_counter()
         self.request_id = rid = request_id(request.headers.get(REQUEST_ID_HEADER))
         self._token: Token[str | None] = logs.REQUEST_ID.set(rid)
         self._span = ServerSpan.start(request)
+        self.client: str | None = None  # the caller's actor, once the token names one
         metrics.request_started()
 
     def end(
@@ -55,7 +56,7 @@ class Measured:
         route = route_of(request)
         metrics.observe_request(request.method, route, status, seconds)
         size = None if response is None else response.content_length
-        logs.access(request.method, route, status, seconds * 1000, size)  # in the span
+        logs.access(request.method, route, status, seconds * 1000, size, self.client)  # in the span
         if self._span is not None:
             self._span.finish(status, response, error)
         logs.REQUEST_ID.reset(self._token)
