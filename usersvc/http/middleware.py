@@ -23,6 +23,7 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from usersvc.http.callers import Access, Gate
 from usersvc.http.failures import HTTP_ERRORS, INTERNAL_ERROR, OVERLOADED, SERVICE_UNAVAILABLE
 from usersvc.http.responses import answer, error
+from usersvc.http.validation import is_json, read_in_time
 from usersvc.telemetry.requests import REQUEST_ID_HEADER, Measured
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,15 @@ def middleware(
                 rule = rules.get(request.match_info.route)
                 # The caller's checks before a turn: a refused request takes none.
                 refused = None if rule is None else await gate.admit(request, rule, measured)  # type: ignore[union-attr]
+                if (
+                    refused is None
+                    and not request.content.is_eof()
+                    and is_json(request.headers.get("Content-Type"))
+                ):
+                    # The rest of the body before a turn (408 or 413 without one): a
+                    # client sending slowly holds no turn while it sends. One not of
+                    # JSON is left unread for the handler's 415.
+                    await read_in_time(request)
                 if refused is not None:
                     turn = False
                     response = refused

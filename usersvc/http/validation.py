@@ -204,14 +204,19 @@ async def read_body(request: web.Request, schema: Body) -> Result[Any, Detail]:
     is read, one over the size limit 413, one that comes too slowly 408."""
     if not is_json(request.headers.get("Content-Type")):
         raise web.HTTPUnsupportedMediaType
+    return parse_json(await read_in_time(request)).bind(lambda data: load_body(schema, data))
+
+
+async def read_in_time(request: web.Request) -> bytes:
+    """The whole body (read once: aiohttp keeps it), within the size limit (413) and
+    :data:`BODY_READ_TIMEOUT` (408). The middleware reads it before the request takes
+    a turn, so a client sending its body slowly holds no turn while it does."""
     if request.content.is_eof():
         # All of it has arrived (a small body comes with the headers): nothing to wait
         # for, so no timer to set and cancel.
-        raw = await request.read()
-    else:
-        try:
-            async with asyncio.timeout(BODY_READ_TIMEOUT):
-                raw = await request.read()
-        except TimeoutError:
-            raise web.HTTPRequestTimeout(headers={"Connection": "close"}) from None
-    return parse_json(raw).bind(lambda data: load_body(schema, data))
+        return await request.read()
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(headers={"Connection": "close"}) from None

@@ -40,7 +40,14 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util.http import get_excluded_urls
+from opentelemetry.util.http import (
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
+    SanitizeValue,
+    get_custom_headers,
+    get_excluded_urls,
+    normalise_request_header_name,
+)
 
 TRACER = trace.get_tracer("usersvc")
 # Only W3C trace context goes into events: baggage may carry anything.
@@ -348,6 +355,26 @@ _WITH_QUERY = ("http.target", "http.url", "url.full")
 _QUERY_ONLY = ("url.query",)
 
 
+# Credentials are never a span's, whatever OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*
+# an operator sets (a header captured with ".*" included): their values are redacted.
+ALWAYS_REDACTED = ("authorization", "proxy-authorization", "cookie")
+
+
+def _captured_request_headers(request: web.Request) -> dict[str, list[str]]:
+    """The request headers the operator asked spans to carry, credentials redacted (the
+    instrumentation's own collection, with :data:`ALWAYS_REDACTED` among the fields)."""
+    captured = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)
+    if not captured:
+        return {}
+    redacted = [
+        *ALWAYS_REDACTED,
+        *get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS),
+    ]
+    return SanitizeValue(redacted).sanitize_header_values(
+        request.headers, captured, normalise_request_header_name
+    )
+
+
 def _without_query(attributes: dict[str, Any]) -> dict[str, Any]:
     """The server span's attributes with every query string cut off."""
     for key in _WITH_QUERY:
@@ -398,7 +425,7 @@ class ServerSpan:
                 aiohttp_server.collect_request_attributes(request, _SEMCONV)
             )
             span.set_attributes(self._attributes)
-            span.set_attributes(aiohttp_server.collect_request_headers_attributes(request))
+            span.set_attributes(_captured_request_headers(request))
         self._token = otel_context.attach(trace.set_span_in_context(span))
 
     @classmethod
