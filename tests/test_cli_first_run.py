@@ -210,6 +210,7 @@ def test_a_port_already_taken_is_one_line_and_exit_status_1(empty_database_url: 
             "--no-relay",
             USERSVC_DATABASE_URL=empty_database_url,
             USERSVC_LOG_LEVEL="WARNING",
+            USERSVC_AUTH="none",  # chosen: no warning about it at this level
         )
     assert run.returncode == 1, run.stdout + run.stderr
     line = _one_line(run)

@@ -57,6 +57,14 @@ settings (environment variables; the command line wins for host and port):
   USERSVC_LOG_LEVEL      DEBUG, INFO, WARNING or ERROR ({level})
   USERSVC_LOG_FORMAT     json or console (unset: console on a terminal, else json)
   USERSVC_HOST, USERSVC_PORT  where to listen ({host}, {port})
+  USERSVC_AUTH           jwt (callers show a bearer token) or none (every caller may
+                         do everything); unset: none, with a warning
+  USERSVC_AUTH_ISSUER    with jwt: the token issuer (its discovery document names the keys)
+  USERSVC_AUTH_JWKS_URL  optional: the provider's key set, instead of discovery
+  USERSVC_AUTH_AUDIENCE  what a token's aud must hold ({audience})
+  USERSVC_RATE_LIMIT     each caller's requests ({rate_limit})
+  USERSVC_RATE_LIMIT_LOOKUPS  look-ups, batch gets, listing pages ({lookups})
+  USERSVC_RATE_LIMIT_STORAGE  memory:// (each process counts) or redis://host:6379/0
 
 exit status: 0 stopped on SIGTERM or SIGINT; 1 the database did not answer or the
 port could not be opened; 2 a setting or an option cannot work.""".format(
@@ -67,6 +75,9 @@ port could not be opened; 2 a setting or an option cannot work.""".format(
     level=DEFAULTS["USERSVC_LOG_LEVEL"],
     host=DEFAULTS["USERSVC_HOST"],
     port=DEFAULTS["USERSVC_PORT"],
+    audience=DEFAULTS["USERSVC_AUTH_AUDIENCE"],
+    rate_limit=DEFAULTS["USERSVC_RATE_LIMIT"],
+    lookups=DEFAULTS["USERSVC_RATE_LIMIT_LOOKUPS"],
 )
 
 

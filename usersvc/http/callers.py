@@ -130,13 +130,15 @@ def quotas_of(settings: Settings) -> Quotas:
 
 
 def warn_if_open(settings: Settings) -> None:
-    """One WARNING at start when every caller may do everything (§5)."""
+    """Say at start that every caller may do everything (§5): a WARNING when nobody chose
+    it (``USERSVC_AUTH`` unset), a line at INFO when somebody did (``none``)."""
     if settings.auth == "jwt":
         return
-    chosen = "USERSVC_AUTH=none" if settings.auth else "USERSVC_AUTH is not set"
-    log.warning(
-        "%s: every caller may read, change and erase every user, without a token; "
-        "keep the service's port where only trusted callers reach it, or set "
-        "USERSVC_AUTH=jwt with USERSVC_AUTH_ISSUER",
-        chosen,
+    consequence = (
+        "every caller may read, change and erase every user, without a token; only the "
+        "network keeps others out (USERSVC_AUTH=jwt with USERSVC_AUTH_ISSUER checks tokens)"
     )
+    if settings.auth is None:
+        log.warning("USERSVC_AUTH is not set, so none: %s", consequence)
+    else:
+        log.info("USERSVC_AUTH=none: %s", consequence)
