@@ -130,3 +130,76 @@ async def test_thousands_of_headers_or_a_huge_one_are_a_431_envelope_and_the_ser
             assert response.status == 200
     finally:
         await runner.cleanup()
+
+
+HELD = 200  # connections that sent their headers and one byte of a body, then nothing
+
+
+async def _held_body(port: int, head: bytes, first: bytes) -> tuple[float, bytes]:
+    """Headers and the body's first byte, then nothing: the seconds until the server
+    answered or closed, and what it sent."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = loop.time()
+    writer.write(head + first)
+    try:
+        received = await asyncio.wait_for(reader.read(65536), BODY_READ_TIMEOUT + 20)
+    finally:
+        writer.close()
+    return loop.time() - started, received
+
+
+async def _ordinary(client: aiohttp.ClientSession, n: int) -> list[tuple[int, float]]:
+    """``n`` create_user requests, 20 at a time: each one's status and seconds."""
+    loop = asyncio.get_running_loop()
+    limit = asyncio.Semaphore(20)
+
+    async def one() -> tuple[int, float]:
+        async with limit:
+            started = loop.time()
+            async with client.post(f"{API}/users/create_user", json=user_body()) as response:
+                await response.read()
+                return response.status, loop.time() - started
+
+    return await asyncio.gather(*(one() for _ in range(n)))
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+async def test_bodies_held_open_take_no_turn_and_everyone_else_is_served_meanwhile(
+    database_url: str,
+):
+    """Before the body was read ahead of a turn, 70 such connections held every turn for
+    the body timeout and everyone else got 503."""
+    runner = Runner(create_app(database_url), **SERVER_OPTIONS)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    body = json.dumps(user_body()).encode()
+    head = (
+        f"POST {API}/users/create_user HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    try:
+        connector = aiohttp.TCPConnector(limit=20)
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", connector=connector) as client:
+            usual = await _ordinary(client, HELD)  # their usual time, before anyone holds on
+            held = [asyncio.create_task(_held_body(port, head, body[:1])) for _ in range(HELD)]
+            await asyncio.sleep(1)
+            meanwhile = await _ordinary(client, HELD)
+            assert not any(task.done() for task in held), "the held bodies were still open"
+            results = await asyncio.gather(*held)
+    finally:
+        await runner.cleanup()
+
+    assert {status for status, _ in usual} == {201}
+    assert [status for status, _ in meanwhile] == [201] * HELD
+    assert _median([s for _, s in meanwhile]) < 3 * _median([s for _, s in usual]) + 0.5
+    for seconds, received in results:
+        head_line, _, payload = received.partition(b"\r\n\r\n")
+        assert head_line.startswith(b"HTTP/1.1 408"), received
+        assert json.loads(payload)["error"]["data"]["code"] == "request_timeout"
+        assert seconds >= BODY_READ_TIMEOUT - 1
