@@ -34,6 +34,9 @@ DEFAULTS: Mapping[str, str] = {
     "USERSVC_RATE_LIMIT": "1000/second",  # per caller, every request of an operation
     "USERSVC_RATE_LIMIT_LOOKUPS": "50/second;1000/minute",  # look-ups, batch gets, listing
     "USERSVC_RATE_LIMIT_STORAGE": "memory://",  # or redis://host:6379/0: one budget a fleet
+    # Open connections a process holds (0: no bound); per peer: off behind a proxy.
+    "USERSVC_MAX_CONNECTIONS": "1024",
+    "USERSVC_MAX_CONNECTIONS_PER_PEER": "256",
 }
 
 AUTH_MODES = ("none", "jwt")
@@ -113,6 +116,12 @@ def _seconds(name: str, raw: str) -> float:
     return seconds
 
 
+def _count(name: str, raw: str) -> int:
+    if not raw.strip().isdigit():
+        raise SettingError(name, f"{raw!r} is not a whole number (0 or more)")
+    return int(raw)
+
+
 def _not_empty(name: str, raw: str) -> str:
     if not raw.strip():
         raise SettingError(name, "is empty")
@@ -182,6 +191,8 @@ class Settings:
     rate_limit: str = DEFAULTS["USERSVC_RATE_LIMIT"]
     rate_limit_lookups: str = DEFAULTS["USERSVC_RATE_LIMIT_LOOKUPS"]
     rate_limit_storage: str = DEFAULTS["USERSVC_RATE_LIMIT_STORAGE"]
+    max_connections: int = int(DEFAULTS["USERSVC_MAX_CONNECTIONS"])
+    max_connections_per_peer: int = int(DEFAULTS["USERSVC_MAX_CONNECTIONS_PER_PEER"])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -219,5 +230,9 @@ class Settings:
             ),
             rate_limit_storage=_storage(
                 "USERSVC_RATE_LIMIT_STORAGE", get("USERSVC_RATE_LIMIT_STORAGE")
+            ),
+            max_connections=_count("USERSVC_MAX_CONNECTIONS", get("USERSVC_MAX_CONNECTIONS")),
+            max_connections_per_peer=_count(
+                "USERSVC_MAX_CONNECTIONS_PER_PEER", get("USERSVC_MAX_CONNECTIONS_PER_PEER")
             ),
         )

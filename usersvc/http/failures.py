@@ -86,6 +86,11 @@ TOO_MANY_REQUESTS = ErrorInfo(
 KEYS_UNAVAILABLE = ErrorInfo(
     503, "service_unavailable", "The token's signing key cannot be fetched now, try again later"
 )
+# Past the bounds on open connections (usersvc.http.connections): answered before the
+# request is read, and the connection closed.
+TOO_MANY_CONNECTIONS = ErrorInfo(
+    503, "service_unavailable", "Too many connections are open, try again later"
+)
 REFUSED_CALLERS = (UNAUTHENTICATED, INSUFFICIENT_SCOPE, TOO_MANY_REQUESTS, KEYS_UNAVAILABLE)
 
 # Requests aiohttp's HTTP parser refuses before the app sees them (answered by

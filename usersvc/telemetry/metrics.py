@@ -60,6 +60,13 @@ REFUSALS = ("unauthenticated", "insufficient_scope", "too_many_requests")
 HTTP_REFUSED = Counter("usersvc_http_requests_refused", "Requests refused by reason", ("reason",))
 for _reason in REFUSALS:  # at 0 from the start, so a panel reads 0 rather than "No data"
     HTTP_REFUSED.labels(_reason)
+HTTP_CONNECTIONS_REFUSED = Counter(
+    "usersvc_http_connections_refused",
+    "Connections answered 503 and closed at once, past a bound on open connections",
+    ("bound",),
+)
+for _bound in ("per_peer", "total"):
+    HTTP_CONNECTIONS_REFUSED.labels(_bound)
 DB_POOL_SIZE = Gauge(
     "usersvc_db_pool_size", "Connections open in the pool(s)", multiprocess_mode="livesum"
 )
@@ -244,6 +251,10 @@ def request_ended() -> None:
 def refused(reason: str) -> None:
     """A request refused (rare enough to count at once)."""
     HTTP_REFUSED.labels(reason).inc()
+
+
+def connection_refused(bound: str) -> None:
+    HTTP_CONNECTIONS_REFUSED.labels(bound).inc()
 
 
 def count_command(command: str, outcome: str) -> None:
