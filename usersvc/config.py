@@ -24,6 +24,10 @@ DEFAULTS: Mapping[str, str] = {
     "USERSVC_LOG_FORMAT": "",  # console on a terminal, else json
     "USERSVC_HOST": "0.0.0.0",  # noqa: S104 - a service in a container
     "USERSVC_PORT": "8000",
+    # Seconds a stopping process goes on serving (with /readyz 503) so that load
+    # balancers stop sending before it closes its listener; the image sets 5.
+    "USERSVC_DRAIN_SECONDS": "0",
+    "USERSVC_RELAY_PORT": "8001",  # `usersvc relay`: its /metrics, /livez and /readyz
 }
 
 
@@ -132,6 +136,8 @@ class Settings:
     host: str
     port: int
     log_format: str | None = None  # json | console; None: console on a terminal, else json
+    drain_seconds: float = 0.0  # serving on after SIGTERM/SIGINT, before the listener closes
+    relay_port: int = 8001  # where `usersvc relay` serves its probes and metrics
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -155,4 +161,6 @@ class Settings:
             host=_not_empty("USERSVC_HOST", get("USERSVC_HOST")),
             port=_port("USERSVC_PORT", get("USERSVC_PORT")),
             log_format=_log_format("USERSVC_LOG_FORMAT", get("USERSVC_LOG_FORMAT")),
+            drain_seconds=_seconds("USERSVC_DRAIN_SECONDS", get("USERSVC_DRAIN_SECONDS")),
+            relay_port=_port("USERSVC_RELAY_PORT", get("USERSVC_RELAY_PORT")),
         )
