@@ -3,6 +3,7 @@ relay alone."""
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import logging
 import signal
@@ -22,7 +23,7 @@ from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.startup import DatabaseUnreachableError, wait_for_database
 from usersvc.http import server
-from usersvc.http.app import SERVER_OPTIONS, create_app, create_relay_app
+from usersvc.http.app import RELAY_CLOSE_SECONDS, SERVER_OPTIONS, create_app, create_relay_app
 from usersvc.http.shutdown import Shutdown
 from usersvc.telemetry import metrics
 from usersvc.telemetry.logs import configure_logging
@@ -169,21 +170,28 @@ async def _run_relay(
     relay = Relay(pool, database_url, load(), relay_settings, on_published=metrics.published)
     runner = server.Runner(create_relay_app(pool, shutdown), access_log=None)
 
+    loop = asyncio.get_running_loop()
+    running: list[asyncio.Task[None]] = []
+
     def signalled(signum: signal.Signals) -> None:
         if shutdown.begin():
             log.info("%s: stopping the relay after its confirms", signum.name)
             relay.stop()
+            for task in running:  # bounded, as beside the API
+                loop.call_later(relay_settings.confirm_timeout + RELAY_CLOSE_SECONDS, task.cancel)
         else:
             log.info("%s again: already stopping", signum.name)
 
-    loop = asyncio.get_running_loop()
     for signum in server.STOP_SIGNALS:
         loop.add_signal_handler(signum, signalled, signum)
     try:
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         log.info("relay metrics and probes on http://%s:%d (/metrics, /livez, /readyz)", host, port)
-        await relay.run()
+        if not shutdown.begun:
+            running.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+            with contextlib.suppress(asyncio.CancelledError):
+                await running[0]
     finally:
         await runner.cleanup()
         await pool.close()
