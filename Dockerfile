@@ -48,14 +48,18 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     USERSVC_HOST=0.0.0.0 \
     USERSVC_PORT=8000 \
-    USERSVC_LOG_FORMAT=json
+    USERSVC_LOG_FORMAT=json \
+    USERSVC_DRAIN_SECONDS=5
 USER 10001:10001
 EXPOSE 8000
-# gunicorn stops gracefully on SIGTERM: it stops accepting, lets requests in flight finish and
-# the relay hand over its lock. Give it longer than its graceful timeout before SIGKILL
+# gunicorn stops gracefully on SIGTERM (docs/operations.md, "Probes and shutdown"): /readyz
+# answers 503 at once, the workers serve USERSVC_DRAIN_SECONDS more (load balancers stop
+# sending meanwhile), then stop accepting, answer every request received and let the relay
+# confirm what it sent. Give it longer than its graceful timeout (30 s) before SIGKILL
 # (`docker stop -t` / compose's stop_grace_period).
 STOPSIGNAL SIGTERM
-# The health endpoint is a POST answering 200 or 503; the image has Python, so no curl.
+# The readiness probe: 200 while the database answers, every migration is applied and the
+# service is not stopping, else 503 (urlopen raises). The image has Python, so no curl.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request as r; r.urlopen(r.Request('http://127.0.0.1:' + os.environ.get('USERSVC_PORT', '8000') + '/api/v1/healthcheck', method='POST'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request as r; r.urlopen('http://127.0.0.1:' + os.environ.get('USERSVC_PORT', '8000') + '/readyz', timeout=4)"]
 CMD ["gunicorn", "--config", "gunicorn.conf.py"]

@@ -26,7 +26,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or min(2 * (os.cpu_count() or 1)
 # restarting at once); counters survive it: a dead worker's files stay in the sum.
 max_requests = 20_000
 max_requests_jitter = 2_000
-graceful_timeout = 20  # SIGTERM: requests in flight get this long (the worker uses 95 %)
+# SIGTERM (to the master, or to every process): each worker serves USERSVC_DRAIN_SECONDS
+# more (5 in the image), answers its requests (at most 10 s) and lets its relay confirm
+# what it sent (well under a second while the broker answers); the master SIGKILLs the
+# workers still running after this many seconds.
+graceful_timeout = 30
 timeout = 30
 keepalive = 5
 logger_class = "usersvc.production.GunicornLogger"

@@ -320,10 +320,13 @@ def usersvc(database_url: str, exchange: str, port: int, *, relay: bool = False)
     )
 
 
-def relay(database_url: str, exchange: str) -> Server:
-    return Server(
-        "relay", [PYTHON[0], "-m", "usersvc", "relay"], usersvc_env(database_url, exchange), 0
-    )
+def relay(database_url: str, exchange: str, port: int) -> Server:
+    """``usersvc relay``, its metrics and probes on ``port`` (not its default 8001)."""
+    env = usersvc_env(database_url, exchange) | {
+        "USERSVC_HOST": "127.0.0.1",
+        "USERSVC_RELAY_PORT": str(port),
+    }
+    return Server("relay", [PYTHON[0], "-m", "usersvc", "relay"], env, 0)
 
 
 def gunicorn(database_url: str, exchange: str, port: int, workers: int, metrics: Path) -> Server:
@@ -671,7 +674,7 @@ async def run(args: argparse.Namespace) -> None:
                 floor_server = floor(floor_db, next(ports))
                 floor_ids, svc_ids = work / "floor-ids", work / "usersvc-ids"
                 variants: list[tuple[Server, Server | None]] = [
-                    (usersvc(svc_db, exchange, next(ports)), relay(svc_db, exchange))
+                    (usersvc(svc_db, exchange, next(ports)), relay(svc_db, exchange, next(ports)))
                 ]
                 if args.only != "main":
                     variants.append((usersvc(svc_db, exchange, next(ports), relay=True), None))
@@ -770,7 +773,7 @@ async def profile(args: argparse.Namespace) -> None:
     with fresh_database("profile") as db:
         async with bench_exchange() as (exchange, _, _note):
             print(await asyncio.to_thread(production_environment, out))
-            server, its_relay = usersvc(db, exchange, next(ports)), relay(db, exchange)
+            server, its_relay = usersvc(db, exchange, next(ports)), relay(db, exchange, next(ports))
             await its_relay.start()
             await server.start()
             try:

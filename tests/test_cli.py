@@ -163,7 +163,9 @@ def test_relay_alone_publishes_what_the_api_committed(empty_database_url: str) -
             },
         )
         assert status == 201
-        relay = _usersvc("relay", env=env)
+        # its metrics and probes on a port of its own, not the default 8001 others may hold
+        relay_env = env | {"USERSVC_HOST": "127.0.0.1", "USERSVC_RELAY_PORT": str(_free_port())}
+        relay = _usersvc("relay", env=relay_env)
         message = asyncio.run(_first_message(queue, exchange))
         assert json.loads(message)["user_id"] == created["result"]
         _stop(relay)

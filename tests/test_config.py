@@ -31,6 +31,8 @@ def test_the_defaults_are_valid_settings():
     assert settings.database_url is None
     assert settings.port == int(DEFAULTS["USERSVC_PORT"])
     assert settings.log_level == "INFO"
+    assert settings.drain_seconds == 0  # `usersvc serve` stops at once; the image sets 5
+    assert settings.relay_port == int(DEFAULTS["USERSVC_RELAY_PORT"]) == 8001
 
 
 @pytest.mark.parametrize(
@@ -46,6 +48,11 @@ def test_the_defaults_are_valid_settings():
         ("USERSVC_AMQP_URL", "amqp://guest:guest@host:port/"),
         ("USERSVC_HOST", " "),
         ("USERSVC_AMQP_QUEUE", ""),
+        ("USERSVC_DRAIN_SECONDS", "-1"),
+        ("USERSVC_DRAIN_SECONDS", "inf"),
+        ("USERSVC_DRAIN_SECONDS", "soon"),
+        ("USERSVC_RELAY_PORT", "0"),
+        ("USERSVC_RELAY_PORT", "70000"),
     ],
 )
 def test_a_setting_that_cannot_work_is_refused_by_name(name: str, value: str):

@@ -24,7 +24,9 @@ API = ROOT / "docs" / "api.md"
 LINK = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>]+)>")
 
 
-@pytest.mark.parametrize("page", [README, API], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "page", [README, *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name
+)
 def test_a_page_links_only_inside_the_repository(page: Path):
     text = page.read_text()
     assert "shared/" not in text

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from aiohttp import web
+
 from usersvc import __version__
 from usersvc.amqp import Relay, RelaySettings
 from usersvc.config import DEFAULTS, SettingError, Settings, mask_password
@@ -21,8 +23,9 @@ from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.startup import DatabaseUnreachableError, wait_for_database
 from usersvc.http import server
-from usersvc.http.app import SERVER_OPTIONS, create_app
+from usersvc.http.app import RELAY_CLOSE_SECONDS, SERVER_OPTIONS, create_app, create_relay_app
 from usersvc.http.callers import quotas_of, tokens_of, warn_if_open
+from usersvc.http.shutdown import Shutdown
 from usersvc.telemetry import metrics
 from usersvc.telemetry.logs import configure_logging
 from usersvc.telemetry.tracing import configure_tracing
@@ -65,9 +68,19 @@ settings (environment variables; the command line wins for host and port):
   USERSVC_RATE_LIMIT     each caller's requests ({rate_limit})
   USERSVC_RATE_LIMIT_LOOKUPS  look-ups, batch gets, listing pages ({lookups})
   USERSVC_RATE_LIMIT_STORAGE  memory:// (each process counts) or redis://host:6379/0
+  USERSVC_DRAIN_SECONDS  after SIGTERM or SIGINT, seconds to go on serving with /readyz
+                         answering 503, before the listener closes ({drain})
+  USERSVC_RELAY_PORT     where 'usersvc relay' serves /metrics, /livez, /readyz ({relay_port})
 
-exit status: 0 stopped on SIGTERM or SIGINT; 1 the database did not answer or the
-port could not be opened; 2 a setting or an option cannot work.""".format(
+probes: GET /livez (200 while the process serves), GET /readyz (200 when the database
+answers, every migration is applied and the process is not shutting down, else 503).
+
+stopping: SIGTERM or SIGINT drains (as above), then answers every request received,
+lets the relay confirm what it sent, and exits; a repeated signal changes nothing.
+
+exit status: 0 stopped on SIGTERM or SIGINT; 1 the database did not answer, the
+port could not be opened, or 'migrate' was stopped; 2 a setting or an option cannot
+work.""".format(
     wait=DEFAULTS["USERSVC_DATABASE_WAIT"],
     amqp=DEFAULTS["USERSVC_AMQP_URL"],
     exchange=DEFAULTS["USERSVC_AMQP_EXCHANGE"],
@@ -78,6 +91,8 @@ port could not be opened; 2 a setting or an option cannot work.""".format(
     audience=DEFAULTS["USERSVC_AUTH_AUDIENCE"],
     rate_limit=DEFAULTS["USERSVC_RATE_LIMIT"],
     lookups=DEFAULTS["USERSVC_RATE_LIMIT_LOOKUPS"],
+    drain=DEFAULTS["USERSVC_DRAIN_SECONDS"],
+    relay_port=DEFAULTS["USERSVC_RELAY_PORT"],
 )
 
 
@@ -153,25 +168,71 @@ def _relay_settings(settings: Settings) -> RelaySettings:
     )
 
 
-async def _run_relay(database_url: str, relay_settings: RelaySettings) -> None:
-    """The relay alone, until SIGTERM or SIGINT."""
-    pool = await create_pool(database_url, min_size=1, max_size=2)
+async def _run_relay(
+    database_url: str, relay_settings: RelaySettings, host: str, port: int
+) -> None:
+    """The relay alone, with /metrics and the probes on ``host:port``, until SIGTERM or
+    SIGINT; then it stops after the current batch's confirms (a repeated signal
+    changes nothing), and /readyz answers 503 meanwhile."""
+    # One connection for the relay's batches, one for its housekeeping, one for a probe
+    # or a scrape (its session with the lock is a connection of its own).
+    pool = await create_pool(database_url, min_size=1, max_size=3)
     metrics.track_pool(pool)
+    shutdown = Shutdown()
     relay = Relay(pool, database_url, load(), relay_settings, on_published=metrics.published)
-    task = asyncio.create_task(relay.run())
+    runner = server.Runner(create_relay_app(pool, shutdown), access_log=None)
+
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        # After the current batch's confirms; a second signal does not wait.
-        loop.add_signal_handler(signum, lambda: task.cancel() if relay.stopping else relay.stop())
+    running: list[asyncio.Task[None]] = []
+
+    def signalled(signum: signal.Signals) -> None:
+        if shutdown.begin():
+            log.info("%s: stopping the relay after its confirms", signum.name)
+            relay.stop()
+            for task in running:  # bounded, as beside the API
+                loop.call_later(relay_settings.confirm_timeout + RELAY_CLOSE_SECONDS, task.cancel)
+        else:
+            log.info("%s again: already stopping", signum.name)
+
+    for signum in server.STOP_SIGNALS:
+        loop.add_signal_handler(signum, signalled, signum)
     try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("relay metrics and probes on http://%s:%d (/metrics, /livez, /readyz)", host, port)
+        if not shutdown.begun:
+            running.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+            with contextlib.suppress(asyncio.CancelledError):
+                await running[0]
     finally:
+        await runner.cleanup()
         await pool.close()
+
+
+def _stopped_while_starting(command: str) -> None:
+    """Until it serves, SIGTERM or SIGINT stops the command where it is, without the
+    traceback a KeyboardInterrupt prints: exit status 0, except for ``migrate``, whose
+    migrations were then not applied (1)."""
+
+    def stop(signum: int, frame: object) -> NoReturn:
+        server.hold_signals()  # a second one must not break the exit hooks
+        log.info("%s while starting: stopped", signal.Signals(signum).name)
+        raise SystemExit(UNAVAILABLE if command == "migrate" else 0)
+
+    for signum in server.STOP_SIGNALS:
+        signal.signal(signum, stop)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(_with_command(sys.argv[1:] if argv is None else argv))
+    _stopped_while_starting(args.command)
+    try:
+        _main(args)
+    finally:
+        server.hold_signals()
+
+
+def _main(args: argparse.Namespace) -> None:
     try:
         settings = Settings.from_env()
     except SettingError as error:
@@ -201,7 +262,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             settings.amqp_exchange,
             mask_password(settings.amqp_url),
         )
-        loop.run_until_complete(_run_relay(database_url, _relay_settings(settings)))
+        try:
+            loop.run_until_complete(
+                _run_relay(
+                    database_url, _relay_settings(settings), settings.host, settings.relay_port
+                )
+            )
+        except OSError as error:
+            if error.errno not in CANNOT_LISTEN:
+                raise
+            _fail(
+                UNAVAILABLE,
+                f"cannot listen on {settings.host}:{settings.relay_port}: {error.strerror}",
+            )
         return
     host = args.host or settings.host
     port = args.port or settings.port
@@ -218,10 +291,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         mask_password(database_url),
         "not used (--no-relay)" if relay is None else mask_password(settings.amqp_url),
     )
-    # SIGTERM: stop accepting, let requests in flight finish (bounded), then the
-    # cleanup: the relay after its current confirms, then the pool. Exit status 0.
-    # (``server.run``: ``web.run_app`` with the runner that answers malformed requests
-    # with envelopes.)
+    # SIGTERM or SIGINT: /readyz 503, serve the drain seconds, stop accepting, answer
+    # the requests received (bounded), then the cleanup: the relay after its current
+    # confirms, then the pool. Exit status 0. (``server.run``: ``web.run_app`` with the
+    # runner that answers malformed requests with envelopes, and drains as §6 says.)
     try:
         server.run(
             app,
@@ -229,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             port=port,
             loop=loop,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
+            drain_seconds=settings.drain_seconds,
             **SERVER_OPTIONS,  # header and body read timeouts
         )
     except OSError as error:

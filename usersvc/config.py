@@ -37,6 +37,10 @@ DEFAULTS: Mapping[str, str] = {
     # Open connections a process holds (0: no bound); per peer: off behind a proxy.
     "USERSVC_MAX_CONNECTIONS": "1024",
     "USERSVC_MAX_CONNECTIONS_PER_PEER": "256",
+    # Seconds a stopping process goes on serving (with /readyz 503) so that load
+    # balancers stop sending before it closes its listener; the image sets 5.
+    "USERSVC_DRAIN_SECONDS": "0",
+    "USERSVC_RELAY_PORT": "8001",  # `usersvc relay`: its /metrics, /livez and /readyz
 }
 
 AUTH_MODES = ("none", "jwt")
@@ -193,6 +197,8 @@ class Settings:
     rate_limit_storage: str = DEFAULTS["USERSVC_RATE_LIMIT_STORAGE"]
     max_connections: int = int(DEFAULTS["USERSVC_MAX_CONNECTIONS"])
     max_connections_per_peer: int = int(DEFAULTS["USERSVC_MAX_CONNECTIONS_PER_PEER"])
+    drain_seconds: float = 0.0  # serving on after SIGTERM/SIGINT, before the listener closes
+    relay_port: int = 8001  # where `usersvc relay` serves its probes and metrics
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -235,4 +241,6 @@ class Settings:
             max_connections_per_peer=_count(
                 "USERSVC_MAX_CONNECTIONS_PER_PEER", get("USERSVC_MAX_CONNECTIONS_PER_PEER")
             ),
+            drain_seconds=_seconds("USERSVC_DRAIN_SECONDS", get("USERSVC_DRAIN_SECONDS")),
+            relay_port=_port("USERSVC_RELAY_PORT", get("USERSVC_RELAY_PORT")),
         )

@@ -6,7 +6,10 @@ module level: in multiprocess mode a metric made in the master would be a phanto
 "live" process in every scrape.
 """
 
+import asyncio
 import logging
+import os
+import signal
 import sys
 
 from aiohttp import web
@@ -17,6 +20,10 @@ from usersvc.config import SettingError, Settings, mask_password
 from usersvc.telemetry.logs import configure_logging
 
 log = logging.getLogger("usersvc")
+
+# What stops a worker gracefully (§6); SIGABRT (the master's timeout) stays aiohttp's.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+SHUTDOWN_TIMEOUT = 10.0  # seconds for the requests received, once the listener closed
 
 
 class GunicornLogger(glogging.Logger):
@@ -48,27 +55,99 @@ class GunicornLogger(glogging.Logger):
 
 
 class Worker(GunicornUVLoopWebWorker):
-    """aiohttp's uvloop worker, serving through usersvc's runner, so that a request
-    aiohttp's parser refuses is answered in the contract's envelope
-    (``usersvc.http.server``): the factory hands the worker that runner, made with
-    what aiohttp's worker gives its own."""
+    """aiohttp's uvloop worker, serving through usersvc's runner (a request aiohttp's
+    parser refuses is answered in the contract's envelope, ``usersvc.http.server``) and
+    stopping as §6 says.
 
-    def load_wsgi(self) -> None:
-        super().load_wsgi()
-        make_app = self.wsgi
+    SIGTERM, SIGINT or SIGQUIT (the master's SIGTERM sends its workers SIGTERM, its
+    SIGINT sends SIGQUIT; a container runtime or systemd may signal them all as well)
+    begins the shutdown: /readyz answers 503, the worker serves USERSVC_DRAIN_SECONDS
+    more, then closes its listener, answers every request it received and lets its
+    relay confirm what it sent. A repeated signal changes nothing (gunicorn's own
+    handlers would exit at once). A worker replaced after its ``max_requests`` stops
+    the same way without the drain: the other workers go on accepting.
+    """
 
-        async def runner() -> web.AppRunner:
-            from usersvc.http.server import Runner
+    signalled: signal.Signals | None = None
 
-            return Runner(
-                await make_app(),
-                logger=self.log,
-                keepalive_timeout=self.cfg.keepalive,
-                access_log=None,  # the app writes its own access line
-                shutdown_timeout=self.cfg.graceful_timeout / 100 * 95,
-            )
+    def init_signals(self) -> None:
+        super().init_signals()
+        for signum in STOP_SIGNALS:
+            self.loop.add_signal_handler(signum, self._stop_signalled, signum)
 
-        self.wsgi = runner
+    def _stop_signalled(self, signum: signal.Signals) -> None:
+        if self.signalled is None:
+            self.signalled = signum
+            log.info("%s: shutting down", signum.name)
+        else:
+            log.info("%s again: already shutting down", signum.name)
+        self.alive = False
+        self._notify_waiter_done()  # the serving loop below sees it at once
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            from usersvc.http.server import hold_signals
+
+            hold_signals()  # the loop is closed: a late signal must not kill the exit
+
+    async def _run(self) -> None:
+        """aiohttp's worker loop (serve, tell the master it lives, stop when asked or
+        after ``max_requests``), with the drain and usersvc's runner."""
+        from usersvc.http.server import Runner, drain
+        from usersvc.http.shutdown import SHUTDOWN
+
+        drain_seconds = Settings.from_env().drain_seconds
+        made = await self.wsgi()  # usersvc.production:app
+        runner = Runner(
+            made,
+            logger=self.log,
+            keepalive_timeout=self.cfg.keepalive,
+            access_log=None,  # the app writes its own access line
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            listeners_of=self.ppid,  # the master's sockets
+        )
+        await runner.setup()
+        beat = None
+        try:
+            context = self._create_ssl_context(self.cfg) if self.cfg.is_ssl else None
+            for sock in self.sockets:
+                await web.SockSite(runner, sock, ssl_context=context).start()
+            self.booted = True  # the master now counts it as started
+            await self._serve(runner)
+            made[SHUTDOWN].begin()
+            # Told it lives while it drains and stops, or the master would kill it.
+            beat = asyncio.create_task(self._beat())
+            if self.signalled is not None:
+                await drain(drain_seconds)
+        finally:
+            await runner.cleanup()
+            if beat is not None:
+                beat.cancel()
+
+    async def _serve(self, runner: web.BaseRunner) -> None:
+        pid = os.getpid()
+        while self.alive:
+            self.notify()
+            server = runner.server
+            if (
+                self.max_requests
+                and server is not None
+                and server.requests_count > self.max_requests
+            ):
+                self.alive = False
+                self.log.info("Max requests, shutting down: %s", self)
+            elif pid == os.getpid() and self.ppid != os.getppid():
+                self.alive = False
+                self.log.info("Parent changed, shutting down: %s", self)
+            else:
+                await self._wait_next_notify()
+
+    async def _beat(self) -> None:
+        while True:
+            self.notify()
+            await asyncio.sleep(1.0)
 
 
 async def app() -> web.Application:

@@ -28,6 +28,8 @@ OPERATIONS = {
     ): "change_social_network_connection_reason",
     ("get", API + "/users/{user_id}"): "get_user",
     ("get", API + "/users"): "find_users",  # beyond the contract: look-ups and listing
+    ("get", "/livez"): "livez",  # beyond the contract (§6): the probes, at the root
+    ("get", "/readyz"): "readyz",
 }
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nope"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -245,3 +247,18 @@ async def test_the_docs_page_is_swagger_ui_served_by_the_app_itself(api: TestCli
         asset = await api.get(src)
         assert asset.status == 200, src
         assert len(await asset.read()) > 500, src
+
+
+def test_the_probes_are_documented_with_what_their_503_means(document: dict[str, Any]):
+    operations = _operations(document)
+    for path in ("/livez", "/readyz"):
+        operation = operations[("get", path)]
+        assert operation["tags"] == ["health"]
+        ok = _json_schema(document, operation["responses"]["200"])
+        assert _resolve(document, ok["properties"]["result"])["properties"]["status"]["enum"] == [
+            "OK"
+        ]
+    unavailable = operations[("get", "/readyz")]["responses"]["503"]["description"]
+    assert "shutting down" in unavailable
+    assert "migrate" in unavailable
+    assert "database is unavailable" in unavailable

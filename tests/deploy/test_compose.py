@@ -204,3 +204,10 @@ def test_postgres_accepts_every_connection_the_largest_scale_can_open() -> None:
     replicas = last - first + 1
     workers = int(env("usersvc")["WEB_CONCURRENCY"])
     assert limit >= replicas * workers * 11 + 1  # + the one-shot migration
+
+
+def test_the_service_is_healthy_by_its_readiness_probe_as_in_the_image() -> None:
+    test = SERVICES["usersvc"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    assert "/readyz'" in test[3]
+    assert f":{env('usersvc')['USERSVC_PORT']}/" in test[3]

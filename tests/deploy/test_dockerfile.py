@@ -12,6 +12,7 @@ from tests.deploy.support import (
     image_healthcheck,
     image_healthcheck_options,
 )
+from usersvc.production import SHUTDOWN_TIMEOUT
 
 
 def test_every_base_image_is_pinned_to_an_exact_version() -> None:
@@ -67,15 +68,26 @@ def test_the_image_runs_gunicorn_with_its_config_in_exec_form() -> None:
     assert image_cmd() == ["gunicorn", "--config", "gunicorn.conf.py"]
 
 
-def test_the_healthcheck_posts_to_the_health_endpoint_with_python_only() -> None:
+def test_the_healthcheck_gets_the_readiness_probe_with_python_only() -> None:
     command = image_healthcheck()
     assert command[:2] == ["python", "-c"]
-    assert "/api/v1/healthcheck" in command[2]
-    assert "method='POST'" in command[2]
+    assert "/readyz'" in command[2]
+    assert "method=" not in command[2]  # a GET, as orchestrators' probes are
     options = image_healthcheck_options()
     timeout = int(options["timeout"].removesuffix("s"))
     assert re.search(r"timeout=(\d+)", command[2])
     assert int(re.search(r"timeout=(\d+)", command[2])[1]) < timeout
+
+
+def test_the_image_drains_a_few_seconds_within_gunicorns_graceful_timeout() -> None:
+    env = " ".join(args for keyword, args in final_stage() if keyword == "ENV")
+    drain = float(re.search(r"USERSVC_DRAIN_SECONDS=(\S+)", env)[1])
+    assert 1 <= drain <= 15
+    graceful = re.search(
+        r"^graceful_timeout\s*=\s*(\d+)", (REPO / "gunicorn.conf.py").read_text(), re.M
+    )
+    # the drain, then requests (at most SHUTDOWN_TIMEOUT) and the relay's confirms
+    assert drain + SHUTDOWN_TIMEOUT + 5 < int(graceful[1])
 
 
 def test_sigterm_stops_the_container_and_port_8000_is_exposed() -> None:

@@ -1,5 +1,6 @@
 """Applies the yoyo migrations of ``migrations/`` (plain SQL, each with a rollback)."""
 
+import functools
 import logging
 
 from yoyo import get_backend, read_migrations
@@ -30,6 +31,12 @@ def apply_migrations(database_url: str) -> int:
     for migration in pending:
         log.info("migration %s applied", migration.id)
     return len(pending)
+
+
+@functools.cache
+def migration_ids() -> tuple[str, ...]:
+    """The ids of every migration this code needs (yoyo's, the file names)."""
+    return tuple(migration.id for migration in read_migrations(str(MIGRATIONS_DIR)))
 
 
 def rollback_migrations(database_url: str, count: int = 1) -> int:

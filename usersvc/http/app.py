@@ -18,9 +18,10 @@ from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.users import Users
 from usersvc.domain import failures as F  # noqa: N812 - reads as a table of failure names
-from usersvc.http import openapi, schemas
+from usersvc.http import openapi, probes, schemas
 from usersvc.http.auth import ERASE, LIST, READ, WRITE, Tokens
 from usersvc.http.callers import Access, Gate
+from usersvc.http.failures import NOT_MIGRATED, SHUTTING_DOWN
 from usersvc.http.handlers import (
     POOL,
     QUERIES,
@@ -35,6 +36,7 @@ from usersvc.http.handlers import (
 from usersvc.http.middleware import DEFAULT_LIMIT, DEFAULT_WAIT, middleware
 from usersvc.http.openapi import IDEMPOTENCY_KEY, IF_MATCH, documented, responses, with_etag
 from usersvc.http.quotas import Budget, Quotas
+from usersvc.http.shutdown import SHUTDOWN, Shutdown
 from usersvc.telemetry import metrics
 
 API = "/api/v1"
@@ -282,6 +284,34 @@ def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> Non
         ),
     )
     app.router.add_post(API + "/healthcheck", health)
+    add_probes(app)
+
+
+def add_probes(app: web.Application) -> None:
+    """GET /livez and /readyz (§6), at the root as Kubernetes names them."""
+    livez = documented(
+        _own(probes.livez),
+        tags=["health"],
+        summary="Liveness: 200 while the process serves (the database is not asked)",
+        operation_id="livez",
+        responses=responses("livez", (200, schemas.PROBE_OK, "the process serves"), (), body=False),
+    )
+    app.router.add_get(probes.LIVEZ, livez, allow_head=False)
+    readyz = documented(
+        _own(probes.readyz),
+        tags=["health"],
+        summary="Readiness: 200 when the database answers, every migration is applied and "
+        "the process is not shutting down; else 503",
+        operation_id="readyz",
+        responses=responses(
+            "readyz",
+            (200, schemas.PROBE_OK, "send this process requests"),
+            (),
+            body=False,
+            also=(SHUTTING_DOWN, NOT_MIGRATED),
+        ),
+    )
+    app.router.add_get(probes.READYZ, readyz, allow_head=False)
 
 
 def _database(database_url: str, pool_min_size: int) -> Context:
@@ -351,21 +381,18 @@ def create_app(
 ) -> web.Application:
     """The API; with ``relay`` settings the outbox relay runs in this process too.
     At most ``max_concurrency`` requests run at once; others wait up to ``queue_wait``
-    seconds, then get 503 (the health check and /metrics never wait).
+    seconds, then get 503 (the health check, the probes and /metrics never wait).
 
     ``tokens``: callers must show a bearer token with the operation's scope
     (``USERSVC_AUTH=jwt``); without, every caller may do everything. ``quotas``: each
     caller's budgets (none: no limit)."""
+    shutdown = Shutdown()
     gate = Gate(tokens, quotas)
     access: dict[AbstractRoute, Access] = {}
-    edge = middleware(
-        max_concurrency,
-        queue_wait,
-        frozenset({API + "/healthcheck", "/metrics"}),
-        gate=gate,
-        access=access,
-    )
+    exempt = frozenset({API + "/healthcheck", "/metrics", *probes.PATHS})
+    edge = middleware(max_concurrency, queue_wait, exempt, shutdown, gate=gate, access=access)
     app = web.Application(middlewares=[edge], client_max_size=MAX_BODY_BYTES)
+    app[SHUTDOWN] = shutdown
     app[QUERIES] = load()
     app.router.add_get("/metrics", metrics.metrics_handler(_outbox_stats))
     app.cleanup_ctx.append(_callers(gate))
@@ -374,4 +401,18 @@ def create_app(
         app.cleanup_ctx.append(_relay(database_url, relay))
     add_routes(app, access)
     openapi.setup(app)
+    return app
+
+
+def create_relay_app(pool: asyncpg.Pool, shutdown: Shutdown) -> web.Application:
+    """What ``usersvc relay`` serves on its own port: /metrics (the relay's series and
+    the outbox's) and the probes, on the relay's pool."""
+    exempt = frozenset({"/metrics", *probes.PATHS})
+    app = web.Application(middlewares=[middleware(exempt=exempt, shutdown=shutdown)])
+    app[QUERIES] = load()
+    app[POOL] = pool
+    app[SHUTDOWN] = shutdown
+    app.router.add_get("/metrics", metrics.metrics_handler(_outbox_stats))
+    app.router.add_get(probes.LIVEZ, probes.livez, allow_head=False)
+    app.router.add_get(probes.READYZ, probes.readyz, allow_head=False)
     return app

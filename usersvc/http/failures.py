@@ -72,6 +72,11 @@ REQUEST_IN_PROGRESS = ErrorInfo(
 IDEMPOTENT = (IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS)
 # The same code as a lost database: either way the client waits Retry-After and retries.
 OVERLOADED = ErrorInfo(503, "service_unavailable", "The service is busy, try again later")
+# GET /readyz's other answers (§6): this process should not be sent requests.
+SHUTTING_DOWN = ErrorInfo(503, "service_unavailable", "The service is shutting down")
+NOT_MIGRATED = ErrorInfo(
+    503, "service_unavailable", "The database lacks migrations: run `usersvc migrate`"
+)
 
 # Callers (§5). The body never says which check a token failed: the log does.
 UNAUTHENTICATED = ErrorInfo(

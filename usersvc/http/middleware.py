@@ -6,8 +6,12 @@ every request enters and every resumption of its task passes through again.
 
 Bounded concurrency per worker: a spike degrades latency, not correctness. At most
 ``limit`` requests are handled at once; the next ones wait their turn up to ``wait``
-seconds, then get a 503 envelope with ``Retry-After``. The health check and
-``/metrics`` never wait, so an orchestrator does not kill a busy worker.
+seconds, then get a 503 envelope with ``Retry-After``. The health check, the probes
+and ``/metrics`` never wait, so an orchestrator does not kill a busy worker.
+
+Once the process is shutting down, every answer says ``Connection: close``: a client
+on a keep-alive connection then opens its next one where a load balancer sends it,
+and no request is sent on a connection the server is about to close.
 """
 
 import asyncio
@@ -23,6 +27,7 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from usersvc.http.callers import Access, Gate
 from usersvc.http.failures import HTTP_ERRORS, INTERNAL_ERROR, OVERLOADED, SERVICE_UNAVAILABLE
 from usersvc.http.responses import answer, error
+from usersvc.http.shutdown import Shutdown
 from usersvc.http.validation import is_json, read_in_time
 from usersvc.telemetry.requests import REQUEST_ID_HEADER, Measured
 
@@ -132,14 +137,17 @@ def middleware(
     limit: int = DEFAULT_LIMIT,
     wait: float = DEFAULT_WAIT,
     exempt: frozenset[str] = frozenset(),
+    shutdown: Shutdown | None = None,
     *,
     gate: Gate | None = None,
     access: Mapping[AbstractRoute, Access] | None = None,
 ) -> Middleware:
-    """The app's middleware; ``exempt`` paths pass without a turn. With a ``gate``, the
-    routes in ``access`` (filled in as routes are added) admit only the callers it
-    lets through; the others (health, metrics, documents) are open to all."""
+    """The app's middleware; ``exempt`` paths pass without a turn; once ``shutdown`` has
+    begun, answers close their connections. With a ``gate``, the routes in ``access``
+    (filled in as routes are added) admit only the callers it lets through; the others
+    (health, probes, metrics, documents) are open to all."""
     turns = Turns(limit, wait)
+    shutdown = shutdown or Shutdown()
     rules = {} if access is None or gate is None else access
 
     @web.middleware
@@ -187,6 +195,8 @@ def middleware(
             status = response.status
             if not response.prepared:
                 response.headers[REQUEST_ID_HEADER] = measured.request_id
+                if shutdown.begun:
+                    response.force_close()
             return response
         except BaseException as exc:
             escaped = exc

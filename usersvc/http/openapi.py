@@ -83,11 +83,13 @@ def responses(
     *,
     body: bool,
     keyed: bool = False,
+    also: Iterable[ErrorInfo] = (),
 ) -> dict[int, dict[str, Any]]:
     """An operation's responses: its success envelope, then every error it can answer,
     each status with the codes it carries, all from the failure table (``keyed``: it
-    takes an Idempotency-Key, and answers its two codes)."""
-    answers = [FAILURES[failure] for failure in failures]
+    takes an Idempotency-Key, and answers its two codes; ``also``: the shell's own
+    answers of this operation)."""
+    answers = [FAILURES[failure] for failure in failures] + list(also)
     if keyed:
         answers += IDEMPOTENT
     answers += [*WITH_A_BODY, *ANY_REQUEST] if body else list(ANY_REQUEST)

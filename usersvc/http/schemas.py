@@ -339,6 +339,12 @@ class HealthSchema(Out):
     relay_last_error = fields.String(allow_none=True)
 
 
+class ProbeSchema(Out):
+    """What a probe says when it succeeds (§6)."""
+
+    status = _out(fields.String, validate=validate.OneOf(["OK"]))
+
+
 def _status(status: int) -> fields.Field:
     return _out(fields.Integer, metadata={"description": "the HTTP status", "example": status})
 
@@ -356,6 +362,7 @@ CREATED = _success(
 )
 USER_FOUND = _success("UserFound", 200, _out(fields.Nested, nested=UserSchema))
 HEALTHY = _success("Healthy", 200, _out(fields.Nested, nested=HealthSchema))
+PROBE_OK = _success("ProbeOk", 200, _out(fields.Nested, nested=ProbeSchema))
 
 
 class UsersPageSchema(Out):

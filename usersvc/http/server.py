@@ -10,11 +10,20 @@ aiohttp has no setting for it: the handler is built per connection by
 ``web.Server``, which ``AppRunner`` makes. So both ways the service runs use the
 runner below: ``usersvc serve`` through :func:`run`, gunicorn through
 ``usersvc.production.Worker``.
+
+Shutting down (§6) is here too, the same for both: :func:`drain` serves on for the
+drain seconds, then the runner closes the listener and lets every connection end on
+its own. aiohttp's own shutdown closes every connection at once, idle or not, after the
+listener: a keep-alive client whose next request is already on its way (or a client
+whose connection was accepted a moment before) then sees its connection dropped with
+its request unread. Here a busy connection ends after its answer (which says
+``Connection: close``, see the middleware) and an idle one is given ``IDLE_GRACE``
+seconds for a request first.
 """
 
 import asyncio
-import contextlib
 import logging
+import signal
 import time
 from typing import Any
 
@@ -23,8 +32,10 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from usersvc.http import listeners
 from usersvc.http.failures import BAD_REQUEST, HEADERS_TOO_LARGE, ErrorInfo
 from usersvc.http.responses import answer
+from usersvc.http.shutdown import SHUTDOWN, Shutdown
 from usersvc.telemetry import logs, metrics
 from usersvc.telemetry.requests import REQUEST_ID_HEADER, request_id
 
@@ -34,6 +45,18 @@ log = logging.getLogger(__name__)
 _TOO_MANY_HEADERS = "Too many headers received"
 # The method label of a request that could not be read (aiohttp's own word for it).
 UNKNOWN_METHOD = "UNKNOWN"
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Seconds a connection idle when the listener closes (a keep-alive client between two
+# requests, or one accepted just before) has to send a request; its answer then closes
+# it. Beyond that it is closed, as the keep-alive timeout would close it.
+IDLE_GRACE = 2.0
+SHUTDOWN_POLL = 0.01  # seconds between two looks at the connections left
+# Before the listener closes: seconds for the handshakes under way to complete (a round
+# trip), then at most this long for the process to accept what the kernel queued.
+HANDSHAKE_WAIT = 0.1
+ACCEPT_WAIT = 1.0
+OWNER_WAIT = 1.0  # for a shared socket's owner to close it (see Runner._let_go_of)
 
 
 def refusal(exc: BaseException | None) -> ErrorInfo:
@@ -89,17 +112,119 @@ class EnvelopeRequestHandler(RequestHandler):
             logs.REQUEST_ID.reset(token)
         return response
 
+    def close_when_idle(self, deadline: float) -> None:
+        """End after the request in hand (its answer closes the connection), or, while
+        idle, at ``deadline`` unless a request comes first. (aiohttp's own keep-alive
+        timer does it: it closes the connection only if it is still idle then.)"""
+        waiting = self._waiter
+        if waiting is None or waiting.done():
+            return  # a request is being read or handled: its answer ends the connection
+        if self._keepalive_handle is not None:
+            if self._next_keepalive_close_time <= deadline:
+                return  # idle too long already: closed sooner, as it would have been
+            self._keepalive_handle.cancel()
+        self._next_keepalive_close_time = deadline
+        self._keepalive_handle = self._loop.call_at(deadline, self._process_keepalive)
+
 
 class EnvelopeServer(web.Server):
-    """``web.Server`` making :class:`EnvelopeRequestHandler` for each connection."""
+    """``web.Server`` making :class:`EnvelopeRequestHandler` for each connection, and
+    shutting down without dropping a request a client has sent."""
 
     def __call__(self) -> RequestHandler:
         return EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
 
+    def pre_shutdown(self) -> None:
+        """After the listener closed: nothing is closed here (aiohttp closes every
+        connection); :meth:`shutdown` waits for them to end."""
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - aiohttp's
+        """Wait (at most ``timeout`` seconds) for every connection to end after its
+        answer or its grace; then what is left is cancelled and closed, as aiohttp does."""
+        loop = self._loop
+        deadline = None if timeout is None else loop.time() + timeout
+        graced: set[RequestHandler] = set()
+        while self._connections:
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                break
+            # Each connection gets its grace from now: the listener has just closed,
+            # or it was accepted since (its transport made after the accept).
+            for handler in self._connections.keys() - graced:
+                if isinstance(handler, EnvelopeRequestHandler):
+                    handler.close_when_idle(now + IDLE_GRACE)
+                graced.add(handler)
+            await asyncio.sleep(SHUTDOWN_POLL)
+        if self._connections:
+            log.warning(
+                "%d connection(s) still busy at the shutdown timeout: closed",
+                len(self._connections),
+            )
+        # Never 0: aiohttp takes 0 for "no limit".
+        await super().shutdown(
+            None if deadline is None else max(SHUTDOWN_POLL, deadline - loop.time())
+        )
+
 
 class Runner(web.AppRunner):
     """``web.AppRunner`` serving through :class:`EnvelopeServer`: the server aiohttp
-    makes for the app, with the same request handler, factory and options."""
+    makes for the app, with the same request handler, factory and options.
+
+    ``listeners_of``: the process the listening sockets belong to, when they are shared
+    (gunicorn's master); they are then closed without a reset of what is queued only
+    once that process has let go of them (``usersvc.http.listeners``).
+    """
+
+    def __init__(
+        self, app: web.Application, *, listeners_of: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self._listeners_of = listeners_of
+
+    async def cleanup(self) -> None:
+        """Close the listener, end the connections, then the app's cleanup; the app's
+        ``SHUTDOWN`` begun first, whatever stops it, so its answers close connections."""
+        shutdown = self.app.get(SHUTDOWN)
+        if shutdown is not None:
+            shutdown.begin()
+        await self._accept_what_is_queued()
+        await super().cleanup()
+
+    async def _accept_what_is_queued(self) -> None:
+        """New connections are refused from now; those the kernel already made are
+        accepted before the listener closes (closing it would reset them)."""
+        sockets = [
+            sock.fileno()
+            for site in self.sites
+            # its sockets: aiohttp keeps the server private
+            for sock in getattr(site._server, "sockets", None) or ()
+        ]
+        sockets = [fd for fd in sockets if fd >= 0 and listeners.is_tcp(fd)]
+        if sockets and self._listeners_of is not None:
+            sockets = await self._let_go_of(sockets)
+        fds = [fd for fd in sockets if listeners.refuse_new_connections(fd)]
+        if not fds:
+            return
+        log.debug("listening sockets %s: new connections dropped, queued ones accepted", fds)
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(HANDSHAKE_WAIT)  # the handshakes under way complete
+        deadline = loop.time() + ACCEPT_WAIT
+        # The kernel tells no event for an empty queue: looked at in turns.
+        while any(listeners.accept_queue(fd) for fd in fds) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(SHUTDOWN_POLL)  # the loop accepts them meanwhile
+
+    async def _let_go_of(self, fds: list[int]) -> list[int]:
+        """Those of the shared sockets the owner has closed: a gunicorn master that
+        stops closes them before it signals its workers (or as they get the same signal
+        from their process group: it may take it a moment). Still held, a socket is
+        left as it is: other workers go on accepting what is queued."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OWNER_WAIT
+        owner = self._listeners_of
+        assert owner is not None
+        while any(listeners.held_by(owner, fd) for fd in fds) and loop.time() < deadline:  # noqa: ASYNC110 - a process closing a file tells nobody
+            await asyncio.sleep(SHUTDOWN_POLL)
+        return [fd for fd in fds if not listeners.held_by(owner, fd)]
 
     async def _make_server(self) -> web.Server:
         # aiohttp's own server, remade as ours from its parts (its loop and handler
@@ -114,6 +239,27 @@ class Runner(web.AppRunner):
         )
 
 
+async def drain(drain_seconds: float) -> None:
+    """§6 once a stop was asked for (and ``SHUTDOWN`` begun): serve ``drain_seconds``
+    more. The runner's cleanup comes next: it closes the listener, answers every request
+    received (connections accepted before get their grace; its ``shutdown_timeout``
+    bounds them), then the app's cleanup: the relay after its confirms, the pool."""
+    if drain_seconds:
+        log.info("draining: /readyz answers 503; serving %g s more", drain_seconds)
+        await asyncio.sleep(drain_seconds)
+    log.info("closing the listener; finishing the requests received")
+
+
+def hold_signals() -> None:
+    """After the event loop is gone, until the process exits: SIGTERM and SIGINT are
+    ignored (what is left is exit hooks, such as the embedded PostgreSQL's stop, which
+    a KeyboardInterrupt would break with a traceback). Ignored by the kernel, not by a
+    Python handler: Python puts the default actions back while it finalizes, and a
+    signal then (``uv run`` forwards a Ctrl-C some 200 ms late) would end it with 130."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def run(
     app: web.Application,
     *,
@@ -121,42 +267,50 @@ def run(
     port: int,
     loop: asyncio.AbstractEventLoop,
     shutdown_timeout: float,
+    drain_seconds: float = 0.0,
     **options: Any,
 ) -> None:
-    """``web.run_app`` with :class:`Runner` (``run_app`` always makes its own
-    ``AppRunner``): serve until SIGTERM or SIGINT, then shut down gracefully."""
+    """Serve until SIGTERM or SIGINT, :func:`drain`, then stop. The first signal
+    begins the shutdown; another (a process manager signals a whole process group, and
+    ``uv run`` forwards what it gets) changes nothing: only SIGKILL cuts it short."""
     runner = Runner(
         app,
-        handle_signals=True,  # SIGTERM/SIGINT raise GracefulExit out of the loop
         access_log=None,  # ours is written by the middleware
         shutdown_timeout=shutdown_timeout,
         **options,
     )
+    shutdown = app.get(SHUTDOWN) or Shutdown()
 
     async def serve() -> None:
+        stop = asyncio.Event()
+
+        def signalled(signum: signal.Signals) -> None:
+            if shutdown.begin():
+                log.info("%s: shutting down", signum.name)
+                stop.set()
+            else:
+                log.info("%s again: already shutting down", signum.name)
+
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, signalled, signum)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
-            await asyncio.Event().wait()  # until a signal
+            await stop.wait()
+            await drain(drain_seconds)
         finally:
-            await runner.cleanup()  # requests in flight finish, then the app's cleanup
+            await runner.cleanup()
 
-    main = loop.create_task(serve())
+    asyncio.set_event_loop(loop)
     try:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(main)
-    except (web.GracefulExit, KeyboardInterrupt):
-        pass
+        loop.run_until_complete(serve())
     finally:
         try:
-            if not main.done():
-                main.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    loop.run_until_complete(main)
-        finally:
             _cancel_all(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+        finally:
+            loop.close()  # restores the signals' default actions...
+            hold_signals()  # ...which must not end the exit hooks
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
