@@ -25,6 +25,7 @@ from usersvc.db.startup import DatabaseUnreachableError, wait_for_database
 from usersvc.http import server
 from usersvc.http.app import RELAY_CLOSE_SECONDS, SERVER_OPTIONS, create_app, create_relay_app
 from usersvc.http.callers import quotas_of, tokens_of, warn_if_open
+from usersvc.http.connections import Connections
 from usersvc.http.shutdown import Shutdown
 from usersvc.telemetry import metrics
 from usersvc.telemetry.logs import configure_logging
@@ -303,6 +304,7 @@ def _main(args: argparse.Namespace) -> None:
             loop=loop,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             drain_seconds=settings.drain_seconds,
+            connections=Connections(settings.max_connections_per_peer, settings.max_connections),
             **SERVER_OPTIONS,  # header and body read timeouts
         )
     except OSError as error:

@@ -95,10 +95,11 @@ class Worker(GunicornUVLoopWebWorker):
     async def _run(self) -> None:
         """aiohttp's worker loop (serve, tell the master it lives, stop when asked or
         after ``max_requests``), with the drain and usersvc's runner."""
+        from usersvc.http.connections import Connections
         from usersvc.http.server import Runner, drain
         from usersvc.http.shutdown import SHUTDOWN
 
-        drain_seconds = Settings.from_env().drain_seconds
+        settings = Settings.from_env()
         made = await self.wsgi()  # usersvc.production:app
         runner = Runner(
             made,
@@ -107,6 +108,7 @@ class Worker(GunicornUVLoopWebWorker):
             access_log=None,  # the app writes its own access line
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             listeners_of=self.ppid,  # the master's sockets
+            connections=Connections(settings.max_connections_per_peer, settings.max_connections),
         )
         await runner.setup()
         beat = None
@@ -120,7 +122,7 @@ class Worker(GunicornUVLoopWebWorker):
             # Told it lives while it drains and stops, or the master would kill it.
             beat = asyncio.create_task(self._beat())
             if self.signalled is not None:
-                await drain(drain_seconds)
+                await drain(settings.drain_seconds)
         finally:
             await runner.cleanup()
             if beat is not None:

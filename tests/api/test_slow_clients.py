@@ -8,7 +8,9 @@ import aiohttp
 from aiohttp import web
 
 from tests.api.support import API, assert_error_shape, user_body
+from usersvc.config import Settings
 from usersvc.http.app import SERVER_OPTIONS, create_app
+from usersvc.http.connections import Connections
 from usersvc.http.failures import HEADERS_TOO_LARGE
 from usersvc.http.server import Runner
 from usersvc.http.validation import BODY_READ_TIMEOUT
@@ -172,8 +174,11 @@ async def test_bodies_held_open_take_no_turn_and_everyone_else_is_served_meanwhi
     database_url: str,
 ):
     """Before the body was read ahead of a turn, 70 such connections held every turn for
-    the body timeout and everyone else got 503."""
-    runner = Runner(create_app(database_url), **SERVER_OPTIONS)
+    the body timeout and everyone else got 503. Served with the production's bounds on
+    open connections (256 per peer: the held ones and the pool of 20 fit)."""
+    defaults = Settings.from_env({})
+    bounds = Connections(defaults.max_connections_per_peer, defaults.max_connections)
+    runner = Runner(create_app(database_url), connections=bounds, **SERVER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

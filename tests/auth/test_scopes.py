@@ -129,6 +129,8 @@ async def test_an_unknown_route_or_a_wrong_method_comes_before_authentication(ap
         ("GET", "/api/docs/openapi.json"),
     ],
 )
-async def test_health_probes_metrics_and_documents_need_no_token(method: str, path: str, api: TestClient):
+async def test_health_probes_metrics_and_documents_need_no_token(
+    method: str, path: str, api: TestClient
+):
     response = await api.request(method, path)
     assert response.status == 200, await response.text()

@@ -33,6 +33,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from usersvc.http import listeners
+from usersvc.http.connections import REFUSAL, Connections
 from usersvc.http.failures import BAD_REQUEST, HEADERS_TOO_LARGE, ErrorInfo
 from usersvc.http.responses import answer
 from usersvc.http.shutdown import SHUTDOWN, Shutdown
@@ -71,7 +72,31 @@ def refusal(exc: BaseException | None) -> ErrorInfo:
 
 
 class EnvelopeRequestHandler(RequestHandler):
-    """One connection's handler: parser refusals answered as envelopes."""
+    """One connection's handler: parser refusals answered as envelopes, and the server's
+    bounds on open connections kept (``usersvc.http.connections``)."""
+
+    _peer: str | None = None  # counted against the bounds, until the connection is lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        bounds = getattr(self._manager, "connections", None)
+        if bounds is None:
+            return
+        peername = transport.get_extra_info("peername")
+        peer = peername[0] if isinstance(peername, tuple) else str(peername)
+        if bounds.admit(peer):
+            self._peer = peer
+        else:
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(REFUSAL)
+            self.force_close()
+            transport.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._peer is not None:
+            self._manager.connections.release(self._peer)  # type: ignore[union-attr]
+            self._peer = None
+        super().connection_lost(exc)
 
     def handle_error(
         self,
@@ -131,6 +156,8 @@ class EnvelopeServer(web.Server):
     """``web.Server`` making :class:`EnvelopeRequestHandler` for each connection, and
     shutting down without dropping a request a client has sent."""
 
+    connections: Connections | None = None  # the bounds on open connections, if any
+
     def __call__(self) -> RequestHandler:
         return EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
 
@@ -176,10 +203,16 @@ class Runner(web.AppRunner):
     """
 
     def __init__(
-        self, app: web.Application, *, listeners_of: int | None = None, **kwargs: Any
+        self,
+        app: web.Application,
+        *,
+        listeners_of: int | None = None,
+        connections: Connections | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._listeners_of = listeners_of
+        self._connections = connections
 
     async def cleanup(self) -> None:
         """Close the listener, end the connections, then the app's cleanup; the app's
@@ -230,13 +263,15 @@ class Runner(web.AppRunner):
         # aiohttp's own server, remade as ours from its parts (its loop and handler
         # options are private attributes: test_malformed_requests fails if they move).
         made = await super()._make_server()
-        return EnvelopeServer(
+        server = EnvelopeServer(
             made.request_handler,
             request_factory=made.request_factory,
             handler_cancellation=made.handler_cancellation,
             loop=made._loop,
             **made._kwargs,
         )
+        server.connections = self._connections
+        return server
 
 
 async def drain(drain_seconds: float) -> None:
