@@ -16,6 +16,7 @@ LOG_FORMATS = ("json", "console")
 # Every variable, its default and its meaning: the README's table says the same.
 DEFAULTS: Mapping[str, str] = {
     "USERSVC_DATABASE_URL": "",
+    "USERSVC_MIGRATE_DATABASE_URL": "",  # the schema owner's; unset: USERSVC_DATABASE_URL's
     "USERSVC_DATABASE_WAIT": "30",
     "USERSVC_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
     "USERSVC_AMQP_EXCHANGE": "users",
@@ -132,6 +133,8 @@ class Settings:
     host: str
     port: int
     log_format: str | None = None  # json | console; None: console on a terminal, else json
+    # The role that owns the schema, for migrations; None: database_url's role does both.
+    migrate_database_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -141,6 +144,7 @@ class Settings:
             return environ.get(name, DEFAULTS[name])
 
         database_url = get("USERSVC_DATABASE_URL").strip()
+        migrate_database_url = get("USERSVC_MIGRATE_DATABASE_URL").strip()
         return cls(
             database_url=(
                 _url("USERSVC_DATABASE_URL", database_url, ("postgresql", "postgres"))
@@ -155,4 +159,11 @@ class Settings:
             host=_not_empty("USERSVC_HOST", get("USERSVC_HOST")),
             port=_port("USERSVC_PORT", get("USERSVC_PORT")),
             log_format=_log_format("USERSVC_LOG_FORMAT", get("USERSVC_LOG_FORMAT")),
+            migrate_database_url=(
+                _url(
+                    "USERSVC_MIGRATE_DATABASE_URL", migrate_database_url, ("postgresql", "postgres")
+                )
+                if migrate_database_url
+                else None
+            ),
         )
