@@ -13,8 +13,10 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from aiohttp import ClientResponse
@@ -22,6 +24,8 @@ from aiohttp.test_utils import TestClient
 
 from tests.api.support import API, COMMANDS, create_user, delete_temporarily, link, user_body
 from tests.reliability.private_postgres import PrivatePostgres
+from usersvc.db.pool import create_pool
+from usersvc.db.queries import load
 from usersvc.http.app import create_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,6 +130,45 @@ async def test_taken_contacts_and_links_raise_no_error_in_postgresql_and_leave_n
     logged = log_since(private_server, start)
     assert "ERROR" not in logged, logged[:3000]
     assert not {value for value in sent if value in logged}
+
+
+async def test_a_change_of_contacts_racing_the_services_own_create_waits_for_its_lock(
+    aiohttp_client, private_server: PrivatePostgres, private_database: str
+) -> None:
+    """The create holds its row uncommitted, as a create_user in flight does. The change
+    asking for the same email waits on the create's lock on that email, before its
+    check, not on the row in the index (where the create's commit would make it an
+    error): it then sees the row, and answers 409 with nothing in the server's log."""
+    api = await aiohttp_client(create_app(private_database))
+    user_id = await create_user(api)
+    start = private_server.log.stat().st_size
+    pool = await create_pool(private_database, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as writer:
+            creating = writer.transaction()
+            await creating.start()
+            now = datetime.now(UTC)
+            await writer.fetchval(
+                load().create_user,
+                *(uuid4(), "UserCreated", uuid4(), now, {}, {}),
+                *("Anna", "Ivanova", None, "in.flight@example.com", None, "active", now, 1),
+            )
+            body = {"user_id": user_id, "email": "in.flight@example.com", "phone": None}
+            changing = asyncio.create_task(send(api, "change_contacts", body))
+            for _ in range(500):
+                waits = await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event = 'advisory'"
+                )
+                if waits:
+                    break
+                await asyncio.sleep(0.01)
+            assert waits == 1, "the change never waited for the create's lock"
+            await creating.commit()
+        assert await statuses(await changing) == {CONFLICT: 1}
+    finally:
+        await pool.close()
+    assert "ERROR" not in log_since(private_server, start)
 
 
 # --- the whole API suite against the private server ------------------------------------

@@ -287,12 +287,10 @@ class Users:
             # Locked as the decision will write them; invalid ones lock nothing (the
             # decision refuses them).
             contacts = parse_contacts(command.email, command.phone).value_or(None)
+            email, phone = (None, None) if contacts is None else (contacts.email, contacts.phone)
             with sql_span("lock_user_and_contacts"):
                 row = await connection.fetchrow(
-                    self._q.lock_user_and_contacts,
-                    command.user_id,
-                    contacts and contacts.email,
-                    contacts and contacts.phone,
+                    self._q.lock_user_and_contacts, command.user_id, email, phone
                 )
         else:
             with sql_span("lock_user"):
