@@ -18,7 +18,7 @@
 -- A new user and its UserCreated, unless another user holds the email or the phone
 -- (then nothing is written, and the caller asks taken_contacts which). Takes the
 -- contacts' locks first, as lock_user_and_contacts does, so that a change of contacts
--- in flight never meets this row as an error. The row count inserted: 1 or 0.
+-- in flight never meets this row as an error. true when inserted, no row when not.
 -- $7 firstname, $8 lastname, $9 middlename, $10 email, $11 phone, $12 status,
 -- $13 created_at, $14 version
 WITH locked AS (
@@ -31,12 +31,11 @@ WITH locked AS (
     FROM locked
     ON CONFLICT DO NOTHING
     RETURNING user_id
-), event AS (
-    INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers)
-    SELECT $1, $2, $3, $4, $5, $6
-    FROM new_user
 )
-SELECT count(*) FROM new_user;
+INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers)
+SELECT $1, $2, $3, $4, $5, $6
+FROM new_user
+RETURNING true;
 
 -- name: change_status
 -- Temporary deletion and recovery.
@@ -84,7 +83,7 @@ SELECT email, phone FROM taken;
 -- A new linked account, unless the user has an account of that network
 -- (linked_accounts_one_per_network) or the link is linked already, to anyone, also a
 -- temporarily deleted user (linked_accounts_link_key_key): then nothing is written,
--- and the caller asks taken_link which. The row count inserted: 1 or 0.
+-- and the caller asks taken_link which. true when inserted, no row when not.
 -- $7 linked_account_id, $8 social_network, $9 connection_link, $10 link_key,
 -- $11 connected_for, $12 connected_at, $13 the user's new version (a change of the
 -- user's linked accounts is a change of the user)
@@ -97,12 +96,11 @@ WITH linked AS (
     RETURNING user_id
 ), versioned AS (
     UPDATE users SET version = $13 WHERE user_id IN (SELECT user_id FROM linked)
-), event AS (
-    INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers)
-    SELECT $1, $2, $3, $4, $5, $6
-    FROM linked
 )
-SELECT count(*) FROM linked;
+INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers)
+SELECT $1, $2, $3, $4, $5, $6
+FROM linked
+RETURNING true;
 
 -- name: unlink_account
 -- $7 linked_account_id, $8 the user's new version
