@@ -110,14 +110,19 @@ SCHEMA_CHANGES = [
 ]
 
 
-@pytest.mark.parametrize("statement", SCHEMA_CHANGES)
-async def test_the_runtime_role_cannot_change_the_schema(migrated: Roles, statement: str) -> None:
+async def test_the_runtime_role_cannot_change_the_schema(migrated: Roles) -> None:
     connection = await asyncpg.connect(migrated.app_url)
+    allowed = []
     try:
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await connection.execute(statement)
+        for statement in SCHEMA_CHANGES:  # each its own transaction: one refusal ends it
+            try:
+                await connection.execute(statement)
+            except asyncpg.InsufficientPrivilegeError:
+                continue
+            allowed.append(statement)
     finally:
         await connection.close()
+    assert not allowed
 
 
 async def test_the_owner_owns_every_table_and_the_runtime_role_may_only_use_their_rows(
