@@ -79,13 +79,16 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 async def _change(
-    request: web.Request, event_name: str, update: str, fields: tuple
+    request: web.Request, event_name: str, update: str, fields: tuple, lock_contacts: bool = False
 ) -> web.Response:
     body = orjson.loads(await request.read())
     user_id = UUID(body["user_id"])
     values = [body[f] for f in fields]
     async with request.app[POOL].acquire() as connection, connection.transaction():
-        user = await connection.fetchrow(Q.lock_user, user_id)
+        if lock_contacts:  # as usersvc locks the contacts a change of contacts asks for
+            user = await connection.fetchrow(Q.lock_user_and_contacts, user_id, *values)
+        else:
+            user = await connection.fetchrow(Q.lock_user, user_id)
         version = user["version"] + 1
         event = dict(zip(fields, values, strict=True)) | {"version": version}
         await connection.execute(
@@ -100,7 +103,9 @@ async def change_fullname(request: web.Request) -> web.Response:
 
 
 async def change_contacts(request: web.Request) -> web.Response:
-    return await _change(request, "ContactsChanged", Q.change_contacts, ("email", "phone"))
+    return await _change(
+        request, "ContactsChanged", Q.change_contacts, ("email", "phone"), lock_contacts=True
+    )
 
 
 async def _pool(app: web.Application):

@@ -6,19 +6,36 @@
 -- Every query here starts with the event's six parameters, as insert_event has them:
 --   $1 event_id, $2 event_name, $3 user_id, $4 occurred_at, $5 data, $6 headers
 -- and the change's own parameters follow from $7.
+--
+-- A contact or link another user holds is an expected answer (409), not an error:
+-- create_user and link_account insert with ON CONFLICT DO NOTHING and write the event
+-- only for a row they inserted; change_contacts checks in its own statement. So the
+-- server raises nothing for them, and its log never holds the value that was taken
+-- (a unique violation's DETAIL quotes it). The unique indexes stay the final word:
+-- a violation they still raise (a writer that is not the service) is a 409 as well.
 
 -- name: create_user
--- A new user and its UserCreated. Fails on users_email_key or users_phone_key when
--- a contact is taken (and then writes no event either).
+-- A new user and its UserCreated, unless another user holds the email or the phone
+-- (then nothing is written, and the caller asks taken_contacts which). Takes the
+-- contacts' locks first, as lock_user_and_contacts does, so that a change of contacts
+-- in flight never meets this row as an error. true when inserted, no row when not.
 -- $7 firstname, $8 lastname, $9 middlename, $10 email, $11 phone, $12 status,
 -- $13 created_at, $14 version
-WITH new_user AS (
+WITH locked AS (
+    SELECT pg_advisory_xact_lock(hashtextextended('usersvc.email:' || lower($10::text), 0)),
+           pg_advisory_xact_lock(hashtextextended('usersvc.phone:' || $11::bigint, 0))
+), new_user AS (
     INSERT INTO users
         (user_id, firstname, lastname, middlename, email, phone, status, created_at, version)
-    VALUES ($3, $7, $8, $9, $10, $11, $12, $13, $14)
+    SELECT $3, $7, $8, $9, $10, $11, $12, $13, $14
+    FROM locked
+    ON CONFLICT DO NOTHING
+    RETURNING user_id
 )
 INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers)
-VALUES ($1, $2, $3, $4, $5, $6);
+SELECT $1, $2, $3, $4, $5, $6
+FROM new_user
+RETURNING true;
 
 -- name: change_status
 -- Temporary deletion and recovery.
@@ -39,19 +56,34 @@ INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers)
 VALUES ($1, $2, $3, $4, $5, $6);
 
 -- name: change_contacts
--- A full replacement. Fails on users_email_key or users_phone_key when another
--- user holds the contact (keeping one's own is no conflict: it is the same row).
+-- A full replacement, unless another user holds the email or the phone (keeping one's
+-- own is no conflict: it is the same row); then nothing is written. Run after
+-- lock_user_and_contacts in the same transaction: with those locks held, no other
+-- command can give these contacts to anyone before this commits, and this
+-- statement's snapshot (taken after the locks) sees every one that did. Which contact
+-- is taken (both false: changed).
 -- $7 email, $8 phone, $9 version
-WITH changed AS (
-    UPDATE users SET email = $7, phone = $8, version = $9 WHERE user_id = $3
+WITH taken AS (
+    SELECT EXISTS (SELECT FROM users o
+                   WHERE lower(o.email) = lower($7::text) AND o.user_id <> $3) AS email,
+           EXISTS (SELECT FROM users o
+                   WHERE o.phone = $8::bigint AND o.user_id <> $3) AS phone
+), changed AS (
+    UPDATE users SET email = $7, phone = $8, version = $9
+    WHERE user_id = $3 AND NOT (SELECT email OR phone FROM taken)
+    RETURNING user_id
+), event AS (
+    INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers)
+    SELECT $1, $2, $3, $4, $5, $6
+    FROM changed
 )
-INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers)
-VALUES ($1, $2, $3, $4, $5, $6);
+SELECT email, phone FROM taken;
 
 -- name: link_account
--- A new linked account. Fails on linked_accounts_one_per_network when the user
--- has an account of that network, on linked_accounts_link_key_key when the link
--- is linked already (to anyone, also a temporarily deleted user).
+-- A new linked account, unless the user has an account of that network
+-- (linked_accounts_one_per_network) or the link is linked already, to anyone, also a
+-- temporarily deleted user (linked_accounts_link_key_key): then nothing is written,
+-- and the caller asks taken_link which. true when inserted, no row when not.
 -- $7 linked_account_id, $8 social_network, $9 connection_link, $10 link_key,
 -- $11 connected_for, $12 connected_at, $13 the user's new version (a change of the
 -- user's linked accounts is a change of the user)
@@ -60,11 +92,15 @@ WITH linked AS (
         (linked_account_id, user_id, social_network, connection_link, link_key,
          connected_for, connected_at)
     VALUES ($7, $3, $8, $9, $10, $11, $12)
+    ON CONFLICT DO NOTHING
+    RETURNING user_id
 ), versioned AS (
-    UPDATE users SET version = $13 WHERE user_id = $3
+    UPDATE users SET version = $13 WHERE user_id IN (SELECT user_id FROM linked)
 )
 INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers)
-VALUES ($1, $2, $3, $4, $5, $6);
+SELECT $1, $2, $3, $4, $5, $6
+FROM linked
+RETURNING true;
 
 -- name: unlink_account
 -- $7 linked_account_id, $8 the user's new version

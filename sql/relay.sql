@@ -45,9 +45,21 @@ WHERE position = ANY(ARRAY(
 -- name: relay_vacuum_outbox
 -- Each deleted row leaves its entry in outbox_unpublished until a vacuum, and every
 -- fetch walks past those from the oldest position: run by the relay as events go out,
--- so the fetch stays cheap wherever autovacuum is off or slow to come. Skipped with a
--- warning when the service's role may not vacuum.
+-- so the fetch stays cheap wherever autovacuum is off or slow to come. Only when
+-- relay_may_vacuum_outbox says this role may.
 VACUUM outbox;
+
+-- name: relay_may_vacuum_outbox
+-- Whether this role may VACUUM the outbox. From PostgreSQL 17: a role with MAINTAIN on
+-- it (its owner has it). Before: its owner, the database's owner or a superuser. Anyone
+-- else's VACUUM only gets a WARNING, which the server logs too, each time: a runtime
+-- role (docs/security.md) asks this once and leaves the outbox to autovacuum.
+SELECT CASE WHEN current_setting('server_version_num')::int >= 170000
+            THEN has_table_privilege('outbox', 'MAINTAIN')
+            ELSE pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE')
+       END
+FROM pg_class c, pg_database d
+WHERE c.oid = 'outbox'::regclass AND d.datname = current_database();
 
 -- name: relay_count_backlog
 -- Events waiting to be published (for the health check).

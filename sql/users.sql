@@ -19,6 +19,44 @@ FROM user_with_linked_accounts u
 WHERE u.user_id = $1
 FOR UPDATE OF u;
 
+-- name: lock_user_and_contacts
+-- lock_user for a change of contacts: the user's row, then a lock on each contact it
+-- asks for (the same keys create_user locks), held until the transaction ends. While
+-- they are held no other command gives these contacts to anyone, so change_contacts,
+-- the next statement, sees every holder and never meets one as an error. Lock order:
+-- the row, the email, the phone, in every command; a null contact takes no lock.
+-- $1 user_id, $2 email, $3 phone (as the decision will write them)
+WITH u AS MATERIALIZED (
+    SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
+           u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+    FROM user_with_linked_accounts u
+    WHERE u.user_id = $1
+    FOR UPDATE OF u
+)
+SELECT u.*,
+       pg_advisory_xact_lock(hashtextextended('usersvc.email:' || lower($2::text), 0))
+           IS NULL AS email_unlocked,
+       pg_advisory_xact_lock(hashtextextended('usersvc.phone:' || $3::bigint, 0))
+           IS NULL AS phone_unlocked
+FROM u;
+
+-- name: taken_contacts
+-- After a create_user that inserted nothing: which contact another user holds (the
+-- indexes users_email_key and users_phone_key). Both false: the holder was deleted
+-- for good meanwhile, and the create may be tried again.
+-- $1 email, $2 phone
+SELECT EXISTS (SELECT FROM users WHERE lower(email) = lower($1::text)) AS email,
+       EXISTS (SELECT FROM users WHERE phone = $2::bigint) AS phone;
+
+-- name: taken_link
+-- After a link_account that inserted nothing: what is taken. network: the user has an
+-- account of that social network; link: the link is linked to someone. Both false: it
+-- was unlinked meanwhile, and the link may be tried again.
+-- $1 user_id, $2 social_network, $3 link_key
+SELECT EXISTS (SELECT FROM linked_accounts
+               WHERE user_id = $1 AND social_network = $2) AS network,
+       EXISTS (SELECT FROM linked_accounts WHERE link_key = $3) AS link;
+
 -- name: find_user_by_email
 -- The user with this email, compared case-insensitively (index users_email_key).
 -- $1 email

@@ -92,6 +92,15 @@ BAD_SETTINGS = [
     ({"USERSVC_LOG_LEVEL": "LOUD"}, "USERSVC_LOG_LEVEL"),
     ({"USERSVC_DATABASE_WAIT": "soon"}, "USERSVC_DATABASE_WAIT"),
     ({"USERSVC_AMQP_EXCHANGE": ""}, "USERSVC_AMQP_EXCHANGE"),
+    (
+        {"USERSVC_MIGRATE_DATABASE_URL": f"postgresql://owner:{SECRET}@db:abc/users"},
+        "USERSVC_MIGRATE_DATABASE_URL",
+    ),
+    # The owner's URL alone: nothing to serve with (the embedded server is not assumed).
+    (
+        {"USERSVC_MIGRATE_DATABASE_URL": f"postgresql://owner:{SECRET}@127.0.0.1/users"},
+        "USERSVC_MIGRATE_DATABASE_URL",
+    ),
 ]
 
 

@@ -43,6 +43,8 @@ def test_the_defaults_are_valid_settings():
         ("USERSVC_PORT", "80.5"),
         ("USERSVC_DATABASE_URL", "postgresql://"),
         ("USERSVC_DATABASE_URL", "postgresql://db:0/users"),
+        ("USERSVC_MIGRATE_DATABASE_URL", "mysql://owner:secret@db/users"),
+        ("USERSVC_MIGRATE_DATABASE_URL", "postgresql://"),
         ("USERSVC_DATABASE_WAIT", "-3"),
         ("USERSVC_DATABASE_WAIT", "nan"),
         ("USERSVC_AMQP_URL", "amqp://guest:guest@host:port/"),
@@ -60,3 +62,9 @@ def test_a_setting_that_cannot_work_is_refused_by_name(name: str, value: str):
         Settings.from_env({name: value})
     assert refused.value.name == name
     assert str(refused.value).startswith(f"{name}: ")
+
+
+def test_without_a_migration_url_the_one_url_migrates_too():
+    assert Settings.from_env({}).migrate_database_url is None
+    given = Settings.from_env({"USERSVC_MIGRATE_DATABASE_URL": " postgresql://owner@db/users "})
+    assert given.migrate_database_url == "postgresql://owner@db/users"

@@ -18,7 +18,7 @@ from usersvc import __version__
 from usersvc.amqp import Relay, RelaySettings
 from usersvc.config import DEFAULTS, SettingError, Settings, mask_password
 from usersvc.db.embedded import start_embedded_postgres
-from usersvc.db.migrations import apply_migrations
+from usersvc.db.migrations import MigrationsNotAllowedError, apply_migrations
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.startup import DatabaseUnreachableError, wait_for_database
@@ -52,10 +52,14 @@ usersvc [serve] [--host HOST] [--port PORT] [--no-relay]
 EPILOG = """\
 settings (environment variables; the command line wins for host and port):
   USERSVC_DATABASE_URL   postgresql://user:password@host:5432/database
-                         (unset: an embedded development PostgreSQL in .pgdata/)
+                         (unset: an embedded development PostgreSQL in .pgdata/);
+                         TLS: ?sslmode=verify-full&sslrootcert=/path/ca.pem
+  USERSVC_MIGRATE_DATABASE_URL  the schema owner's URL: migrations run as it, the
+                         service as USERSVC_DATABASE_URL's role (unset: that one does both)
   USERSVC_DATABASE_WAIT  seconds to keep trying an unreachable database at start ({wait})
   USERSVC_AMQP_URL       the RabbitMQ the events go to ({amqp});
-                         optional: events wait in the outbox until it can be reached
+                         optional: events wait in the outbox until it can be reached;
+                         TLS: amqps://user:password@host:5671/?cafile=/path/ca.pem
   USERSVC_AMQP_EXCHANGE  the topic exchange events are published to ({exchange})
   USERSVC_AMQP_QUEUE     the durable queue bound to it with '#' ({queue})
   USERSVC_LOG_LEVEL      DEBUG, INFO, WARNING or ERROR ({level})
@@ -163,6 +167,21 @@ def _database_url(settings: Settings) -> str:
     return url
 
 
+def _database_urls(settings: Settings, command: str) -> dict[str, str]:
+    """The databases a command uses, by setting: the first one migrates. Two roles
+    (docs/security.md): migrations as the schema's owner when its URL is given, the
+    service as the runtime role; in the simple case one URL does both."""
+    migrate_url = settings.migrate_database_url
+    if command == "migrate" and migrate_url:
+        return {"USERSVC_MIGRATE_DATABASE_URL": migrate_url}
+    if migrate_url and not settings.database_url:
+        raise SettingError("USERSVC_MIGRATE_DATABASE_URL", "is set but USERSVC_DATABASE_URL is not")
+    database_url = _database_url(settings)
+    if command == "migrate" or not migrate_url:
+        return {"USERSVC_DATABASE_URL": database_url}
+    return {"USERSVC_MIGRATE_DATABASE_URL": migrate_url, "USERSVC_DATABASE_URL": database_url}
+
+
 def _relay_settings(settings: Settings) -> RelaySettings:
     return RelaySettings(
         amqp_url=settings.amqp_url, exchange=settings.amqp_exchange, queue=settings.amqp_queue
@@ -241,17 +260,25 @@ def _main(args: argparse.Namespace) -> None:
     configure_logging(settings.log_level, settings.log_format)  # type: ignore[arg-type]
     loop = _new_loop()
     try:
-        database_url = _database_url(settings)
-        attempts = loop.run_until_complete(wait_for_database(database_url, settings.database_wait))
+        urls = _database_urls(settings, args.command)
+        for name, url in urls.items():
+            try:
+                attempts = loop.run_until_complete(wait_for_database(url, settings.database_wait))
+            except DatabaseUnreachableError as error:
+                _fail(UNAVAILABLE, f"{name}: {error}")
+            except SettingError as error:  # named after the URL it is about
+                raise SettingError(name, str(error).partition(": ")[2]) from None
+            if attempts > 1:
+                log.info("the database answered after %d attempts", attempts)
+        [(migrate_name, migrate_url), *_] = urls.items()
+        database_url = urls.get("USERSVC_DATABASE_URL", migrate_url)
+        applied = apply_migrations(migrate_url)
     except SettingError as error:
         _fail(BAD_SETTING, str(error))
     except RuntimeError as error:  # the embedded server is not installed or did not start
         _fail(BAD_SETTING, str(error))
-    except DatabaseUnreachableError as error:
-        _fail(UNAVAILABLE, f"USERSVC_DATABASE_URL: {error}")
-    if attempts > 1:
-        log.info("the database answered after %d attempts", attempts)
-    applied = apply_migrations(database_url)
+    except MigrationsNotAllowedError as error:
+        _fail(BAD_SETTING, f"{migrate_name}: {error}")
     log.info("%d migration(s) applied", applied)
     if args.command == "migrate":
         return

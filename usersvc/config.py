@@ -18,6 +18,7 @@ LOG_FORMATS = ("json", "console")
 # Every variable, its default and its meaning: the README's table says the same.
 DEFAULTS: Mapping[str, str] = {
     "USERSVC_DATABASE_URL": "",
+    "USERSVC_MIGRATE_DATABASE_URL": "",  # the schema owner's; unset: USERSVC_DATABASE_URL's
     "USERSVC_DATABASE_WAIT": "30",
     "USERSVC_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
     "USERSVC_AMQP_EXCHANGE": "users",
@@ -199,6 +200,8 @@ class Settings:
     max_connections_per_peer: int = int(DEFAULTS["USERSVC_MAX_CONNECTIONS_PER_PEER"])
     drain_seconds: float = 0.0  # serving on after SIGTERM/SIGINT, before the listener closes
     relay_port: int = 8001  # where `usersvc relay` serves its probes and metrics
+    # The role that owns the schema, for migrations; None: database_url's role does both.
+    migrate_database_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -212,6 +215,7 @@ class Settings:
         issuer = _optional_url("USERSVC_AUTH_ISSUER", get("USERSVC_AUTH_ISSUER"), WEB)
         if auth == "jwt" and issuer is None:
             raise SettingError("USERSVC_AUTH_ISSUER", "is required with USERSVC_AUTH=jwt")
+        migrate_database_url = get("USERSVC_MIGRATE_DATABASE_URL").strip()
         return cls(
             database_url=(
                 _url("USERSVC_DATABASE_URL", database_url, ("postgresql", "postgres"))
@@ -243,4 +247,11 @@ class Settings:
             ),
             drain_seconds=_seconds("USERSVC_DRAIN_SECONDS", get("USERSVC_DRAIN_SECONDS")),
             relay_port=_port("USERSVC_RELAY_PORT", get("USERSVC_RELAY_PORT")),
+            migrate_database_url=(
+                _url(
+                    "USERSVC_MIGRATE_DATABASE_URL", migrate_database_url, ("postgresql", "postgres")
+                )
+                if migrate_database_url
+                else None
+            ),
         )

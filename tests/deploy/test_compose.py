@@ -79,11 +79,35 @@ def test_the_service_and_its_migration_reach_the_stacks_database_and_broker() ->
     for name in ("usersvc", "migrate"):
         assert "@postgres:5432/" in env(name)["USERSVC_DATABASE_URL"]
         assert "@rabbitmq:5672/" in env(name)["USERSVC_AMQP_URL"]
+    database = env("postgres")["POSTGRES_DB"]
+    assert env("usersvc")["USERSVC_DATABASE_URL"].endswith(f"@postgres:5432/{database}")
+    assert env("migrate")["USERSVC_MIGRATE_DATABASE_URL"].endswith(f"@postgres:5432/{database}")
+
+
+def test_migrations_run_as_the_schema_owner_and_the_service_as_the_runtime_role() -> None:
+    # deploy/postgres/roles.sql makes both roles, run by init-roles.sh at the first boot
+    # (tests/database/test_roles.py runs that script on a real server).
+    volumes = SERVICES["postgres"]["volumes"]
+    assert (
+        "./deploy/postgres/init-roles.sh:/docker-entrypoint-initdb.d/10-usersvc-roles.sh:ro"
+        in volumes
+    )
+    assert "./deploy/postgres/roles.sql:/usersvc/roles.sql:ro" in volumes
+    script = (REPO / "deploy" / "postgres" / "init-roles.sh").read_text()
+    assert "${USERSVC_ROLES_SQL:-/usersvc/roles.sql}" in script
+    owner = re.search(r"-v owner=(\w+) -v owner_password=\"\$POSTGRES_OWNER_PASSWORD\"", script)
+    app = re.search(r"-v app=(\w+) -v app_password=\"\$POSTGRES_APP_PASSWORD\"", script)
+    assert owner
+    assert app
     postgres = env("postgres")
-    url = env("usersvc")["USERSVC_DATABASE_URL"]
-    user_password = f"{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@"
-    assert user_password in url
-    assert url.endswith("/" + postgres["POSTGRES_DB"])
+    for name in ("POSTGRES_OWNER_PASSWORD", "POSTGRES_APP_PASSWORD"):
+        assert postgres[name].startswith(f"${{{name}:?"), name  # required, from .env
+    runtime = env("usersvc")["USERSVC_DATABASE_URL"]
+    assert runtime.startswith(f"postgresql://{app[1]}:${{POSTGRES_APP_PASSWORD:?")
+    assert env("migrate")["USERSVC_DATABASE_URL"] == runtime
+    migrations = env("migrate")["USERSVC_MIGRATE_DATABASE_URL"]
+    assert migrations.startswith(f"postgresql://{owner[1]}:${{POSTGRES_OWNER_PASSWORD:?")
+    assert "USERSVC_MIGRATE_DATABASE_URL" not in env("usersvc")
 
 
 def test_the_service_sends_traces_to_jaeger_over_otlp() -> None:
@@ -137,6 +161,7 @@ def test_every_service_carries_the_label_the_log_agents_collect_by() -> None:
     [
         "usersvc",
         "migrate",
+        "postgres",
         "prometheus",
         "loki",
         "alloy",

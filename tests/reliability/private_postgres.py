@@ -30,11 +30,15 @@ def free_port() -> int:
 
 
 class PrivatePostgres:
-    """``start``/``stop``/``restart``; as root the server runs as the ``postgres`` user."""
+    """``start``/``stop``/``restart``; as root the server runs as the ``postgres`` user.
 
-    def __init__(self) -> None:
+    Logging stays at the server's defaults, into ``log`` (``settings``: more lines for
+    postgresql.conf, such as TLS; ``hba``: pg_hba.conf in place of trust for all)."""
+
+    def __init__(self, settings: str = "", hba: str | None = None) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="usersvc-pg-"))
         self.data = self._dir / "data"
+        self.log = self._dir / "server.log"
         self.port = free_port()
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
@@ -44,8 +48,15 @@ class PrivatePostgres:
             conf.write(
                 f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{self._dir}'\nfsync = off\n"
-                "max_connections = 100\n"
+                f"max_connections = 100\n{settings}\n"
             )
+        if hba is not None:
+            (self.data / "pg_hba.conf").write_text(hba)
+
+    @property
+    def directory(self) -> Path:
+        """The server's own folder (readable by the server's user): for its TLS files."""
+        return self._dir
 
     @property
     def url(self) -> str:
@@ -59,8 +70,9 @@ class PrivatePostgres:
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
     def start(self) -> None:
-        log = str(self._dir / "server.log")
-        self._run(_binary("pg_ctl"), "-D", str(self.data), "-l", log, "-w", "-t", "30", "start")
+        self._run(
+            _binary("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30", "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """``fast``: a clean shutdown; ``immediate``: a crash (recovery at the next start)."""

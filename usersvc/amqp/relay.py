@@ -170,6 +170,7 @@ class Relay:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # the leader's, set by a NOTIFY
         self._vacuuming: asyncio.Task[None] | None = None
+        self._may_vacuum: bool | None = None  # asked at the first vacuum
 
     def health(self) -> RelayHealth:
         return RelayHealth(
@@ -544,7 +545,15 @@ class Relay:
 
     async def _vacuum(self) -> None:
         try:
-            await self._pool.execute(self._q.relay_vacuum_outbox)
+            if self._may_vacuum is None:
+                self._may_vacuum = bool(await self._pool.fetchval(self._q.relay_may_vacuum_outbox))
+                if not self._may_vacuum:
+                    log.info(
+                        "outbox relay: this database role may not vacuum the outbox (not its"
+                        " owner); autovacuum keeps it small"
+                    )
+            if self._may_vacuum:
+                await self._pool.execute(self._q.relay_vacuum_outbox)
         except _OUTAGES as error:  # the next one may do; the batches go on meanwhile
             log.warning("outbox relay: vacuuming the outbox failed: %s", _describe(error))
         except Exception:

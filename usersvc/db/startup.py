@@ -2,6 +2,7 @@
 restart), so it is tried for a while before the service gives up."""
 
 import asyncio
+import ssl
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -45,6 +46,12 @@ async def wait_for_database(url: str, within: float) -> int:
         attempts += 1
         try:
             connection = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+        except ssl.SSLCertVerificationError as error:  # the URL's sslrootcert, or the host
+            raise SettingError(
+                "USERSVC_DATABASE_URL",
+                f"the database's TLS certificate is not accepted: {error.verify_message}"
+                f" (sslrootcert, sslmode and the host name in {mask_password(url)})",
+            ) from None
         except (ValueError, asyncpg.ClientConfigurationError) as error:
             raise SettingError("USERSVC_DATABASE_URL", _hide(str(error), url)) from None
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:

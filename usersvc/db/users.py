@@ -1,8 +1,11 @@
 """Users in PostgreSQL: load, and run a command as one transaction.
 
 A command runs as *lock the user → pure decision → write the change and its
-event*. Uniqueness is the database's: a unique violation, also one lost in a
-race, becomes the contract's 409 through :data:`CONFLICTS`.
+event*. Uniqueness is the database's: a write that meets a taken contact or link
+writes nothing and says so (``ON CONFLICT DO NOTHING``, or a check in the same
+statement), so the server raises no error and logs no value; the unique indexes
+stay the final word, and a violation they still raise (a writer that is not this
+service, racing) becomes the same 409 through :data:`CONFLICTS`.
 """
 
 from collections.abc import Callable, Mapping
@@ -36,6 +39,7 @@ from usersvc.domain.model import (
     User,
     UserStatus,
 )
+from usersvc.domain.values import parse_contacts
 from usersvc.telemetry import metrics
 from usersvc.telemetry.tracing import child_span, sql_span
 
@@ -75,6 +79,11 @@ CONFLICTS: Mapping[str, DomainFailure] = {
     ),
 }
 
+
+EMAIL_TAKEN = CONFLICTS["users_email_key"]
+PHONE_TAKEN = CONFLICTS["users_phone_key"]
+NETWORK_TAKEN = CONFLICTS["linked_accounts_one_per_network"]
+LINK_TAKEN = CONFLICTS["linked_accounts_link_key_key"]
 
 # A transaction that PostgreSQL aborted for its own reasons runs again, this often.
 TRANSACTION_ATTEMPTS = 3
@@ -253,13 +262,18 @@ class Users:
                     decision = commands.create_user(command, stamp)
                 if isinstance(decision, Success):
                     async with self._connection() as connection:
-                        await self._write(connection, decision.unwrap(), headers)
+                        taken = await self._write(connection, decision.unwrap(), headers)
+                    if taken is not None:
+                        return Failure(taken)
                 return decision
             async with self._connection() as connection, connection.transaction():
                 decision = await self._decide(connection, command, stamp)
                 match decision:
                     case Success(change):
-                        await self._write(connection, change, headers)
+                        # A taken contact or link wrote nothing: the commit is empty.
+                        taken = await self._write(connection, change, headers)
+                        if taken is not None:
+                            decision = Failure(taken)
         except asyncpg.UniqueViolationError as error:
             return _conflict(error)
         return decision
@@ -267,9 +281,20 @@ class Users:
     async def _decide(
         self, connection: asyncpg.Connection, command: UserCommand, stamp: Stamp
     ) -> Decision:
-        """The pure decision on the user, locked until the transaction ends."""
-        with sql_span("lock_user"):
-            row = await connection.fetchrow(self._q.lock_user, command.user_id)
+        """The pure decision on the user, locked until the transaction ends (with the
+        contacts a change of contacts asks for: see ``lock_user_and_contacts``)."""
+        if isinstance(command, commands.ChangeContacts):
+            # Locked as the decision will write them; invalid ones lock nothing (the
+            # decision refuses them).
+            contacts = parse_contacts(command.email, command.phone).value_or(None)
+            email, phone = (None, None) if contacts is None else (contacts.email, contacts.phone)
+            with sql_span("lock_user_and_contacts"):
+                row = await connection.fetchrow(
+                    self._q.lock_user_and_contacts, command.user_id, email, phone
+                )
+        else:
+            with sql_span("lock_user"):
+                row = await connection.fetchrow(self._q.lock_user, command.user_id)
         user = None if row is None else _user(row)
         with child_span("decide"):
             return DECIDE[type(command)](user, command, stamp)
@@ -302,10 +327,13 @@ class Users:
                     decision = await self._decide(connection, command, stamp)
                 if isinstance(decision, Success):
                     try:
-                        # A savepoint: a unique violation undoes the write alone, and
-                        # its 409 is stored with the key like any other answer.
+                        # A savepoint: a unique violation (a race with a writer that is
+                        # not the service) undoes the write alone, and its 409 is stored
+                        # with the key like any other answer.
                         async with connection.transaction():
-                            await self._write(connection, decision.unwrap(), headers)
+                            taken = await self._write(connection, decision.unwrap(), headers)
+                        if taken is not None:
+                            decision = Failure(taken)
                     except asyncpg.UniqueViolationError as error:
                         decision = _conflict(error)
                 response = render(decision)
@@ -341,9 +369,12 @@ class Users:
 
     async def _write(
         self, connection: asyncpg.Connection, change: Change, headers: Mapping[str, str]
-    ) -> None:
+    ) -> DomainFailure | None:
         """The change and its event, in one statement of sql/commands.sql (one round trip);
-        each of those takes the event's columns first, then the change's own."""
+        each of those takes the event's columns first, then the change's own.
+
+        A contact or link another user holds: nothing written, and the failure it means
+        (one more round trip, only then, to learn which is taken)."""
         q, event, user = self._q, change.event, change.user
         written = (
             event.event_id,
@@ -356,20 +387,7 @@ class Users:
         match event:
             case events.UserCreated():
                 assert user is not None
-                await _execute(
-                    connection,
-                    q,
-                    "create_user",
-                    *written,
-                    user.fullname.firstname,
-                    user.fullname.lastname,
-                    user.fullname.middlename,
-                    user.contacts.email,
-                    user.contacts.phone,
-                    user.status.value,
-                    user.created_at,
-                    user.version,
-                )
+                return await self._create_user(connection, written, user)
             case events.UserRecovered() | events.UserTemporarilyDeleted():
                 assert user is not None
                 await _execute(
@@ -405,32 +423,16 @@ class Users:
                     event.version,
                 )
             case events.ContactsChanged():
-                await _execute(
-                    connection,
-                    q,
-                    "change_contacts",
-                    *written,
-                    event.email,
-                    event.phone,
-                    event.version,
-                )
+                with sql_span("change_contacts"):
+                    taken = await connection.fetchrow(
+                        q.change_contacts, *written, event.email, event.phone, event.version
+                    )
+                return EMAIL_TAKEN if taken["email"] else PHONE_TAKEN if taken["phone"] else None
             case events.LinkedAccountCreated():
                 assert user is not None
                 account = user.linked_account(event.linked_account_id)
                 assert account is not None
-                await _execute(
-                    connection,
-                    q,
-                    "link_account",
-                    *written,
-                    account.linked_account_id,
-                    account.social_network.value,
-                    account.connection_link.url,
-                    account.connection_link.key,
-                    account.connected_for,
-                    account.connected_at,
-                    event.version,
-                )
+                return await self._link_account(connection, written, account, event.version)
             case events.LinkedAccountDeleted():
                 await _execute(
                     connection,
@@ -452,3 +454,66 @@ class Users:
                 )
             case _:
                 raise TypeError(f"no write for {event.event_name}")
+        return None
+
+    async def _create_user(
+        self, connection: asyncpg.Connection, written: tuple[object, ...], user: User
+    ) -> DomainFailure | None:
+        """create_user; when it inserted nothing, which contact is taken. A holder
+        deleted for good between the two leaves nothing taken: the create runs again."""
+        q, email, phone = self._q, user.contacts.email, user.contacts.phone
+        for _ in range(TRANSACTION_ATTEMPTS):
+            with sql_span("create_user"):
+                inserted = await connection.fetchval(
+                    q.create_user,
+                    *written,
+                    user.fullname.firstname,
+                    user.fullname.lastname,
+                    user.fullname.middlename,
+                    email,
+                    phone,
+                    user.status.value,
+                    user.created_at,
+                    user.version,
+                )
+            if inserted:
+                return None
+            with sql_span("taken_contacts"):
+                taken = await connection.fetchrow(q.taken_contacts, email, phone)
+            if taken["email"] or taken["phone"]:
+                return EMAIL_TAKEN if taken["email"] else PHONE_TAKEN
+        raise RuntimeError(
+            "create_user inserted nothing, yet no contact is taken: a unique index"
+            " the service does not know of?"
+        )
+
+    async def _link_account(
+        self,
+        connection: asyncpg.Connection,
+        written: tuple[object, ...],
+        account: LinkedAccount,
+        version: int,
+    ) -> DomainFailure | None:
+        """link_account; when it inserted nothing, what is taken (as _create_user)."""
+        q, user_id = self._q, written[2]
+        network, key = account.social_network.value, account.connection_link.key
+        for _ in range(TRANSACTION_ATTEMPTS):
+            with sql_span("link_account"):
+                inserted = await connection.fetchval(
+                    q.link_account,
+                    *written,
+                    account.linked_account_id,
+                    network,
+                    account.connection_link.url,
+                    key,
+                    account.connected_for,
+                    account.connected_at,
+                    version,
+                )
+            if inserted:
+                return None
+            with sql_span("taken_link"):
+                taken = await connection.fetchrow(q.taken_link, user_id, network, key)
+            if taken["network"] or taken["link"]:
+                return NETWORK_TAKEN if taken["network"] else LINK_TAKEN
+        raise RuntimeError("link_account inserted nothing, yet nothing is taken")
