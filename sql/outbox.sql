@@ -2,9 +2,9 @@
 
 -- name: insert_event
 -- An event, in the transaction of the change it tells of.
--- $1 event_id, $2 event_name, $3 user_id, $4 occurred_at, $5 data, $6 headers
-INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers)
-VALUES ($1, $2, $3, $4, $5, $6);
+-- $1 event_id, $2 event_name, $3 user_id, $4 occurred_at, $5 data, $6 headers, $7 actor
+INSERT INTO outbox (event_id, event_name, user_id, occurred_at, data, headers, actor)
+VALUES ($1, $2, $3, $4, $5, $6, $7);
 
 -- name: erase_personal_data
 -- On permanent deletion: null every personal field in the user's events that are

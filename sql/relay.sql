@@ -13,7 +13,7 @@ SELECT pg_try_advisory_lock(hashtextextended('usersvc.outbox_relay', 0));
 -- a row (which could reorder a user's events) and never sends personal data that
 -- an erasure committed before it.
 -- $1 batch size
-SELECT position, event_id, event_name, user_id, occurred_at, data, headers
+SELECT position, event_id, event_name, user_id, occurred_at, data, headers, actor
 FROM outbox
 WHERE published_at IS NULL
 ORDER BY position

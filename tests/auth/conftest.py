@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.auth.support import AUDIENCE, Key, Provider
+from tests.relay.conftest import broker, consumer, names, settings
 from usersvc.http.app import create_app
 from usersvc.http.auth import Tokens
 from usersvc.http.keys import SigningKeys
@@ -53,3 +54,6 @@ def service(aiohttp_client, database_url: str, provider: Provider) -> Service:
 @pytest.fixture
 async def api(service: Service, key: Key) -> TestClient:
     return await service()
+
+
+__all__ = ["broker", "consumer", "names", "settings"]

@@ -117,3 +117,61 @@ async def test_refusals_are_counted_by_reason_without_client_ids(
     assert await count("unauthenticated") == before["unauthenticated"] + 1
     assert await count("insufficient_scope") == before["insufficient_scope"] + 1
     assert "narrow" not in await (await api.get("/metrics")).text()
+
+
+async def _every_command(api: TestClient, headers: dict[str, str]) -> str:
+    """Each command once on a new user, ending with its permanent deletion; its id."""
+
+    async def ok(method: str, path: str, body: dict) -> object:
+        response = await api.request(method, API + path, json=body, headers=headers)
+        assert response.status in (200, 201), await response.text()
+        return (await response.json())["result"]
+
+    user_id = await ok("POST", "/users/create_user", user_body())
+    user = {"user_id": user_id}
+    await ok("PUT", "/users/change-fullname", {**user, "firstname": "A", "lastname": "B",
+                                                "middlename": None})  # fmt: skip
+    await ok("PUT", "/users/change-contacts", {**user, **user_body(), **user})
+    link = {**user, "social_network": "vk", "connection_link": f"vk.com/{user_id}",
+            "connected_for": None}  # fmt: skip
+    linked = await ok("POST", "/users/link-social-network", link)
+    account = {**user, "linked_account_id": linked}
+    await ok("PUT", "/users/change-social-network-connection-reason", {**account, "reason": "x"})
+    await ok("DELETE", "/users/unlink-social-network", account)
+    await ok("DELETE", "/users/delete-user-temporarily", user)
+    await ok("PUT", "/users/recovery-user", user)
+    await ok("DELETE", "/users/delete-user-permanently", user)
+    return str(user_id)
+
+
+async def test_every_event_carries_the_actor_who_asked(
+    api: TestClient, key: Key, provider: Provider, pool
+):
+    token = sign(key, claims(iss=provider.issuer, client_id="crm", sub="crm"))
+    user_id = await _every_command(api, bearer(token))
+    rows = await pool.fetch("SELECT event_name, actor FROM outbox WHERE user_id = $1", user_id)
+    assert len(rows) == 9  # one event per command
+    assert {row["actor"] for row in rows} == {"crm"}
+
+
+async def test_without_authentication_the_actor_is_null(aiohttp_client, database_url: str, pool):
+    from usersvc.http.app import create_app
+
+    api = await aiohttp_client(create_app(database_url))
+    user_id = await _every_command(api, {})
+    rows = await pool.fetch("SELECT actor FROM outbox WHERE user_id = $1", user_id)
+    assert len(rows) == 9
+    assert {row["actor"] for row in rows} == {None}
+
+
+async def test_a_published_event_names_the_actor_at_the_top_of_its_body(
+    service, key: Key, provider: Provider, settings, consumer
+):
+    api = await service(relay=settings)
+    token = sign(key, claims(iss=provider.issuer, client_id="crm"))
+    response = await api.post(API + "/users/create_user", json=user_body(), headers=bearer(token))
+    assert response.status == 201
+    await consumer.wait_count(1)
+    body = json.loads(consumer.messages[0].body)
+    assert body["actor"] == "crm"
+    assert body["user_id"] == (await response.json())["result"]

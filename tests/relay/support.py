@@ -47,9 +47,12 @@ def create_user(**overrides: Any) -> commands.CreateUser:
     return commands.CreateUser(**(fields | overrides))
 
 
+ACTOR = "relay-tests"  # the client id every command here is asked by
+
+
 async def succeed(users: Users, command: Command, headers: dict[str, str] | None = None) -> Any:
-    """Run a command that must succeed; its event."""
-    decision = await users.execute(command, headers)
+    """Run a command that must succeed (asked by :data:`ACTOR`); its event."""
+    decision = await users.execute(command, headers, actor=ACTOR)
     assert isinstance(decision, Success), decision
     return decision.unwrap().event
 

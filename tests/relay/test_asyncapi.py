@@ -58,6 +58,7 @@ def test_asyncapi_describes_every_event_with_the_contracts_fields(
             "event_name",
             "occurred_at",
             "user_id",
+            "actor",  # who asked (§5): a client id, or null
             "data",
         }
         data = payload["properties"]["data"]

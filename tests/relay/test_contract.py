@@ -12,6 +12,7 @@ from returns.result import Failure
 
 from tests.contract import EVENT_DATA_KEYS, PERSONAL_DATA
 from tests.relay.support import (
+    ACTOR,
     Consumer,
     StartRelay,
     create_user,
@@ -64,6 +65,7 @@ async def test_each_command_event_arrives_once_with_every_contract_field(
             "event_name": event.event_name,
             "occurred_at": dumps(event.occurred_at).decode().strip('"'),
             "user_id": str(user_id),
+            "actor": ACTOR,
             "data": orjson.loads(dumps(event.data())),
         }
         assert body["occurred_at"].endswith("Z")

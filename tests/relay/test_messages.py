@@ -21,6 +21,7 @@ def row(position: int, user_id: UUID) -> OutboxRow:
         occurred_at=datetime(2026, 1, 7, 13, 32, 33, 394000, tzinfo=UTC),
         data={"firstname": "Ivan", "lastname": "Petrov", "middlename": None},
         headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        actor="billing",
     )
 
 
@@ -33,6 +34,7 @@ def test_message_carries_the_contract_properties_and_body() -> None:
         "event_name": "FullnameChanged",
         "occurred_at": "2026-01-07T13:32:33.394000Z",
         "user_id": str(A),
+        "actor": "billing",
         "data": {"firstname": "Ivan", "lastname": "Petrov", "middlename": None},
     }
     p = message.properties

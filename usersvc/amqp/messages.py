@@ -27,6 +27,7 @@ class OutboxRow:
     occurred_at: datetime
     data: Mapping[str, object]
     headers: Mapping[str, object]
+    actor: str | None = None  # who asked for the change (§5)
 
 
 @frozen
@@ -39,13 +40,14 @@ class Message:
 
 
 def body(row: OutboxRow) -> bytes:
-    """The contract's body: the event's header fields and its ``data``."""
+    """The contract's body: the event's header fields, who asked, and its ``data``."""
     return dumps(
         {
             "event_id": row.event_id,
             "event_name": row.event_name,
             "occurred_at": row.occurred_at,
             "user_id": row.user_id,
+            "actor": row.actor,
             "data": row.data,
         }
     )

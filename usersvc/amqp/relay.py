@@ -138,6 +138,7 @@ def _row(record: asyncpg.Record) -> OutboxRow:
         occurred_at=record["occurred_at"],
         data=record["data"],
         headers=record["headers"],
+        actor=record["actor"],
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
+from attrs import frozen
 from returns.result import Failure, Success
 
 from usersvc.db import idempotency
@@ -145,6 +146,15 @@ async def _execute(
         await connection.execute(queries[name], *args)
 
 
+@frozen
+class Origin:
+    """Where a command comes from, for its event: the request's trace context (message
+    headers) and who asked (the actor of §5, the caller's client id; None: unknown)."""
+
+    headers: Mapping[str, str]
+    actor: str | None
+
+
 # Before every user: the first page of a listing starts after it.
 FIRST_POSITION = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
 
@@ -209,8 +219,15 @@ class Users:
                 rows = await connection.fetch(self._q[name], *args)
         return [_user(row) for row in rows]
 
-    async def execute(self, command: Command, headers: Mapping[str, str] | None = None) -> Decision:
-        """Decide the command on the locked user and commit the change with its event.
+    async def execute(
+        self,
+        command: Command,
+        headers: Mapping[str, str] | None = None,
+        *,
+        actor: str | None = None,
+    ) -> Decision:
+        """Decide the command on the locked user and commit the change with its event,
+        which carries ``headers`` (the request's trace context) and ``actor`` (who asked).
 
         Two commands that wait on each other's unique-index entries (two users
         swapping contacts) can deadlock; PostgreSQL aborts one, which runs again
@@ -219,7 +236,7 @@ class Users:
         stamp = Stamp(now=self._clock(), event_id=self._new_id(), new_id=self._new_id())
         for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
-                return await self._execute(command, stamp, headers or {})
+                return await self._execute(command, stamp, Origin(headers or {}, actor))
             except RETRYABLE as error:
                 if attempt == TRANSACTION_ATTEMPTS:
                     raise
@@ -232,6 +249,8 @@ class Users:
         headers: Mapping[str, str] | None,
         key: IdempotencyKey,
         render: Callable[[Decision], StoredResponse],
+        *,
+        actor: str | None = None,
     ) -> Once:
         """:meth:`execute` at most once per key: claim the key, decide, write, and store
         the response ``render`` makes of the decision, all in one transaction.
@@ -244,16 +263,16 @@ class Users:
         stamp = Stamp(now=self._clock(), event_id=self._new_id(), new_id=self._new_id())
         for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
-                return await self._execute_once(command, stamp, headers or {}, key, render)
+                return await self._execute_once(
+                    command, stamp, Origin(headers or {}, actor), key, render
+                )
             except RETRYABLE as error:
                 if attempt == TRANSACTION_ATTEMPTS:
                     raise
                 metrics.DB_TRANSACTION_RETRIES.labels(RETRY_REASONS[type(error)]).inc()
         raise AssertionError("unreachable")
 
-    async def _execute(
-        self, command: Command, stamp: Stamp, headers: Mapping[str, str]
-    ) -> Decision:
+    async def _execute(self, command: Command, stamp: Stamp, origin: Origin) -> Decision:
         try:
             if isinstance(command, commands.CreateUser):
                 # No user to lock, and the write is one statement, atomic on its own:
@@ -262,7 +281,7 @@ class Users:
                     decision = commands.create_user(command, stamp)
                 if isinstance(decision, Success):
                     async with self._connection() as connection:
-                        taken = await self._write(connection, decision.unwrap(), headers)
+                        taken = await self._write(connection, decision.unwrap(), origin)
                     if taken is not None:
                         return Failure(taken)
                 return decision
@@ -271,7 +290,7 @@ class Users:
                 match decision:
                     case Success(change):
                         # A taken contact or link wrote nothing: the commit is empty.
-                        taken = await self._write(connection, change, headers)
+                        taken = await self._write(connection, change, origin)
                         if taken is not None:
                             decision = Failure(taken)
         except asyncpg.UniqueViolationError as error:
@@ -303,7 +322,7 @@ class Users:
         self,
         command: Command,
         stamp: Stamp,
-        headers: Mapping[str, str],
+        origin: Origin,
         key: IdempotencyKey,
         render: Callable[[Decision], StoredResponse],
     ) -> Once:
@@ -331,7 +350,7 @@ class Users:
                         # not the service) undoes the write alone, and its 409 is stored
                         # with the key like any other answer.
                         async with connection.transaction():
-                            taken = await self._write(connection, decision.unwrap(), headers)
+                            taken = await self._write(connection, decision.unwrap(), origin)
                         if taken is not None:
                             decision = Failure(taken)
                     except asyncpg.UniqueViolationError as error:
@@ -368,7 +387,7 @@ class Users:
         return bool(claimed)
 
     async def _write(
-        self, connection: asyncpg.Connection, change: Change, headers: Mapping[str, str]
+        self, connection: asyncpg.Connection, change: Change, origin: Origin
     ) -> DomainFailure | None:
         """The change and its event, in one statement of sql/commands.sql (one round trip);
         each of those takes the event's columns first, then the change's own.
@@ -382,7 +401,8 @@ class Users:
             event.user_id,
             event.occurred_at,
             event.data(),
-            dict(headers),
+            dict(origin.headers),
+            origin.actor,
         )
         match event:
             case events.UserCreated():

@@ -28,6 +28,7 @@ from usersvc.domain import events
 from usersvc.domain.commands import Change, CreateUser, Decision, IfMatch
 from usersvc.domain.failures import DomainFailure, UserNotFound
 from usersvc.http import cursors
+from usersvc.http.callers import CALLER
 from usersvc.http.failures import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS, describe
 from usersvc.http.presenters import etag, present_row, present_user
 from usersvc.http.responses import answer, error, invalid, success
@@ -165,13 +166,14 @@ def command_handler(schema: Body, endpoint: str) -> Handler:
         decided = command.unwrap()
         if not isinstance(decided, CreateUser):
             decided = evolve(decided, if_match=if_match(request.headers.get("If-Match")))
+        actor = request[CALLER].actor if CALLER in request else None
         if key is None:
-            decision = await users.execute(decided, trace_headers(request.headers))
+            decision = await users.execute(decided, trace_headers(request.headers), actor=actor)
             count_command(decided, decision)
             return render(decision)
         keyed = IdempotencyKey(endpoint, key, await request_hash(request))
         match await users.execute_once(
-            decided, trace_headers(request.headers), keyed, _render_stored
+            decided, trace_headers(request.headers), keyed, _render_stored, actor=actor
         ):
             case Fresh(decision, response):
                 count_command(decided, decision)
