@@ -71,7 +71,7 @@ async def create_user(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as connection:
         await connection.execute(
             Q.create_user,
-            *(uuid4(), "UserCreated", user_id, now, data, {}),
+            *(uuid4(), "UserCreated", user_id, now, data, {}, None),  # no actor
             *(body["firstname"], body["lastname"], body["middlename"]),
             *(body["email"], body["phone"], "active", now, 1),
         )
@@ -92,7 +92,16 @@ async def _change(
         version = user["version"] + 1
         event = dict(zip(fields, values, strict=True)) | {"version": version}
         await connection.execute(
-            update, uuid4(), event_name, user_id, datetime.now(UTC), event, {}, *values, version
+            update,
+            uuid4(),
+            event_name,
+            user_id,
+            datetime.now(UTC),
+            event,
+            {},
+            None,
+            *values,
+            version,
         )
     return _json({"status": 200, "result": None})
 

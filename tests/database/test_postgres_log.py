@@ -150,7 +150,7 @@ async def test_a_change_of_contacts_racing_the_services_own_create_waits_for_its
             now = datetime.now(UTC)
             await writer.fetchval(
                 load().create_user,
-                *(uuid4(), "UserCreated", uuid4(), now, {}, {}),
+                *(uuid4(), "UserCreated", uuid4(), now, {}, {}, None),  # no actor
                 *("Anna", "Ivanova", None, "in.flight@example.com", None, "active", now, 1),
             )
             body = {"user_id": user_id, "email": "in.flight@example.com", "phone": None}
