@@ -643,76 +643,89 @@ async def run(args: argparse.Namespace) -> None:
                 for timer in timers.values():
                     await timer.connection.close()
 
-            async with bench_exchange() as (exchange, _, broker_note):
-                environment = await asyncio.to_thread(production_environment, work)
-                report |= {"broker": broker_note, "environment": environment}
-                say(f"{broker_note}; {environment}")
-                files: dict[int, dict[str, Path]] = {}
-                for size, sample in samples.items():
-                    files[size] = {}
-                    for name, lines in sample.paths().items():
-                        files[size][name] = work / f"{size}-{len(files[size])}.txt"
-                        files[size][name].write_text("\n".join(lines) + "\n")
-                    writers = work / f"{size}-writers.txt"
-                    writers.write_text("\n".join(map(str, sample.changeable)) + "\n")
-                    files[size] |= {"create_user": writers, "change-contacts": writers}
-                servers = {}
-                for size, url in urls.items():
-                    servers[size] = usersvc(url, exchange, free_port(), relay=True)
-                    servers[size].name = f"usersvc {_size(size)}"
-                    servers[size].env |= UNTHROTTLED
-                cleanups = {
-                    size: (lambda u=url, s=samples[size]: clean_up_writes(u, s.seeded_until))
-                    for size, url in urls.items()
-                }
-                try:
-                    for server in servers.values():
-                        await server.start()
-                    say(f"HTTP: wrk -t1 -c{args.connections}, {args.duration} s rounds…")
-                    report["http"] = await time_http(
-                        Runs(args), servers, files, cleanups, args.rounds, say
-                    )
-                finally:
-                    for server in servers.values():
-                        await server.stop()
+            if not args.no_http:
+                report |= await measure_http(args, urls, samples, work, say)
             report["load_after"] = load_average()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print_report(args, report)
 
-    say("")
-    say(
+
+async def measure_http(
+    args: argparse.Namespace,
+    urls: dict[int, str],
+    samples: dict[int, Sample],
+    work: Path,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """The HTTP rounds: one usersvc serve per database, wrk against each in turn."""
+    files: dict[int, dict[str, Path]] = {}
+    for size, sample in samples.items():
+        files[size] = {}
+        for name, lines in sample.paths().items():
+            files[size][name] = work / f"{size}-{len(files[size])}.txt"
+            files[size][name].write_text("\n".join(lines) + "\n")
+        writers = work / f"{size}-writers.txt"
+        writers.write_text("\n".join(map(str, sample.changeable)) + "\n")
+        files[size] |= {"create_user": writers, "change-contacts": writers}
+    cleanups = {
+        size: (lambda u=url, s=samples[size]: clean_up_writes(u, s.seeded_until))
+        for size, url in urls.items()
+    }
+    async with bench_exchange() as (exchange, _, broker_note):
+        environment = await asyncio.to_thread(production_environment, work)
+        say(f"{broker_note}; {environment}")
+        servers = {}
+        for size, url in urls.items():
+            servers[size] = usersvc(url, exchange, free_port(), relay=True)
+            servers[size].name = f"usersvc {_size(size)}"
+            servers[size].env |= UNTHROTTLED
+        try:
+            for server in servers.values():
+                await server.start()
+            say(f"HTTP: wrk -t1 -c{args.connections}, {args.duration} s rounds…")
+            http = await time_http(Runs(args), servers, files, cleanups, args.rounds, say)
+        finally:
+            for server in servers.values():
+                await server.stop()
+    return {"broker": broker_note, "environment": environment, "http": http}
+
+
+def print_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    sizes: list[int] = args.sizes
+    print()
+    print(
         f"## Cost at scale: {', '.join(f'{s:,}' for s in sizes)} users, medians of "
         f"{args.rounds} alternating rounds"
     )
-    say("")
-    say(
+    print()
+    seeding = ", ".join(f"{report['seed_seconds'][s]:.0f} s for {_size(s)}" for s in sizes)
+    print(
         f"load average before {report['load_before']}, after {report['load_after']}; "
-        f"niceness {report['nice']}; seeding took "
-        + ", ".join(f"{seconds[s]:.0f} s for {_size(s)}" for s in sizes)
+        f"niceness {report['nice']}; seeding took {seeding}"
     )
-    say("")
-    say(f"### HTTP (wrk -t1 -c{args.connections}, {args.duration} s rounds; latencies in ms)")
-    say("")
-    for line in http_table(report["http"], sizes):
-        say(line)
-    say("")
-    say(f"### The SQL alone (asyncpg, prepared, {args.sql_runs} runs a round; µs)")
-    say("")
-    for line in sql_table(report["sql"], sizes):
-        say(line)
-    say("")
-    say("### Table and index sizes")
-    say("")
-    for line in sizes_table(found, sizes):
-        say(line)
+    if "http" in report:
+        print()
+        print(f"### HTTP (wrk -t1 -c{args.connections}, {args.duration} s rounds; ms)")
+        print()
+        print(f"{report['broker']}; {report['environment']}")
+        print()
+        print("\n".join(http_table(report["http"], sizes)))
+    print()
+    print(f"### The SQL alone (asyncpg, prepared, {args.sql_runs} runs a round; µs)")
+    print()
+    print("\n".join(sql_table(report["sql"], sizes)))
+    print()
+    print("### Table and index sizes")
+    print()
+    print("\n".join(sizes_table(report["relation_bytes"], sizes)))
     if args.explain:
-        say("")
-        say(f"### The listing queries' plans at {sizes[-1]:,} users")
-        say("")
-        for line in report["explain"]:
-            say(line)
+        print()
+        print(f"### The listing queries' plans at {sizes[-1]:,} users")
+        print()
+        print("\n".join(report["explain"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=str))  # noqa: ASYNC240
+        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
 
 
 def main() -> None:
@@ -728,6 +741,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--sql-runs", type=int, default=500, help="SQL runs per round and size")
     parser.add_argument("--explain", action="store_true", help="also EXPLAIN the listings")
+    parser.add_argument("--no-http", action="store_true", help="the SQL alone, no HTTP rounds")
     parser.add_argument("--json", help="also write every number to this file")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
