@@ -29,7 +29,9 @@ helpers for the databases, the broker, the server processes and wrk. Then:
    tables vacuumed, so a size stays its size.
 5. ``--explain``: EXPLAIN (ANALYZE, BUFFERS) of the listing queries at the largest
    size, as a generic plan (what a prepared statement switches to after five runs)
-   and as a custom one, and each generic plan's estimated cost against jit_above_cost.
+   and as a custom one, each generic plan's estimated cost against jit_above_cost;
+   and a page's time with the plan PostgreSQL keeps against a plan made anew for
+   every page (plan_cache_mode = force_custom_plan), on one prepared statement.
 
 Operations: GET of a user by id; look-up by email; the listing's first page, a page
 at a random cursor in the later half of the walk, and the same for each status;
@@ -320,18 +322,16 @@ class SqlTimer:
 
             return run
 
-        def page(name: str, positions: list, *status: str) -> Callable[[], Awaitable[None]]:
-            return fetch(name, lambda: (*status, *RNG.choice(positions), PAGE + 1))
+        def page(name: str, positions: list) -> Callable[[], Awaitable[None]]:
+            return fetch(name, lambda: (*RNG.choice(positions), PAGE + 1))
 
         return {
             "GET by id": fetch("load_user", lambda: (RNG.choice(s.ids),)),
             "look-up by email": fetch("find_user_by_email", lambda: (RNG.choice(s.emails),)),
             "list: first page": fetch("list_users", lambda: (*FIRST_POSITION, PAGE + 1)),
             "list: deep page": page("list_users", s.deep),
-            "list active: deep page": page("list_users_by_status", s.by_status["active"], "active"),
-            "list deleted: deep page": page(
-                "list_users_by_status", s.by_status["deleted"], "deleted"
-            ),
+            "list active: deep page": page("list_active_users", s.by_status["active"]),
+            "list deleted: deep page": page("list_deleted_users", s.by_status["deleted"]),
             "create_user": self._create_user,
             "change-contacts": self._change_contacts,
         }
@@ -414,8 +414,8 @@ async def time_sql(
         "look-up by email": ("find_user_by_email",),
         "list: first page": ("list_users",),
         "list: deep page": ("list_users",),
-        "list active: deep page": ("list_users_by_status",),
-        "list deleted: deep page": ("list_users_by_status",),
+        "list active: deep page": ("list_active_users",),
+        "list deleted: deep page": ("list_deleted_users",),
         "create_user": ("create_user",),
         "change-contacts": ("lock_user", "change_contacts"),
     }
@@ -483,16 +483,8 @@ def explain_listings(url: str, queries: Queries, sample: Sample) -> list[str]:
     cases = [
         ("list_users", "first page", [*FIRST_POSITION, PAGE + 1]),
         ("list_users", "deep page", [*sample.deep[0], PAGE + 1]),
-        (
-            "list_users_by_status",
-            "active, deep page",
-            ["active", *sample.by_status["active"][0], PAGE + 1],
-        ),
-        (
-            "list_users_by_status",
-            "deleted, deep page",
-            ["deleted", *sample.by_status["deleted"][0], PAGE + 1],
-        ),
+        ("list_active_users", "deep page", [*sample.by_status["active"][0], PAGE + 1]),
+        ("list_deleted_users", "deep page", [*sample.by_status["deleted"][0], PAGE + 1]),
     ]
     lines: list[str] = []
     with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor) as connection:
@@ -521,6 +513,51 @@ def explain_listings(url: str, queries: Queries, sample: Sample) -> list[str]:
             finally:
                 connection.execute("RESET plan_cache_mode")
                 connection.execute("DEALLOCATE q")
+    return lines
+
+
+async def time_plan_modes(
+    url: str, queries: Queries, sample: Sample, runs: int, rounds: int
+) -> list[str]:
+    """Each listing page run with the plan PostgreSQL keeps for the statement and with a
+    plan made anew each time (plan_cache_mode, toggled between blocks on one connection
+    and one prepared statement): what keeping the generic plan saves per page. Medians
+    of the rounds' p50, µs."""
+    cases = {
+        "list_users (first page)": ("list_users", [FIRST_POSITION]),
+        "list_users (deep page)": ("list_users", sample.deep),
+        "list_active_users (deep page)": ("list_active_users", sample.by_status["active"]),
+        "list_deleted_users (deep page)": ("list_deleted_users", sample.by_status["deleted"]),
+    }
+    modes = ("auto", "force_custom_plan")
+    connection = await asyncpg.connect(url)
+    try:
+        await init_connection(connection)
+        found: dict[str, dict[str, list[float]]] = {}
+        for what, (name, positions) in cases.items():
+            statement = await connection.prepare(queries[name])
+            for _ in range(10):  # past the five custom plans
+                await statement.fetch(*RNG.choice(positions), PAGE + 1)
+            for _ in range(rounds):
+                for mode in modes:
+                    await connection.execute(f"SET plan_cache_mode = {mode}")
+                    took = []
+                    for _ in range(runs):
+                        position = RNG.choice(positions)
+                        started = time.perf_counter_ns()
+                        await statement.fetch(*position, PAGE + 1)
+                        took.append((time.perf_counter_ns() - started) / 1000)
+                    found.setdefault(what, {}).setdefault(mode, []).append(statistics.median(took))
+            await connection.execute("RESET plan_cache_mode")
+    finally:
+        await connection.close()
+    lines = [
+        "| listing (µs, p50) | the plan kept (auto) | planned each time (force_custom_plan) |",
+        "|---|---:|---:|",
+    ]
+    for what, per in found.items():
+        kept, anew = (statistics.median(per[mode]) for mode in modes)
+        lines.append(f"| {what} | {kept:.0f} | {anew:.0f} |")
     return lines
 
 
@@ -631,7 +668,11 @@ async def run(args: argparse.Namespace) -> None:
             report["relation_bytes"] = found
 
             if args.explain:
-                report["explain"] = explain_listings(urls[sizes[-1]], queries, samples[sizes[-1]])
+                largest = sizes[-1]
+                report["explain"] = explain_listings(urls[largest], queries, samples[largest])
+                report["plan_modes"] = await time_plan_modes(
+                    urls[largest], queries, samples[largest], args.sql_runs, args.rounds
+                )
 
             say(f"the SQL alone: {args.sql_runs} runs per round and size…")
             timers = {
@@ -722,6 +763,8 @@ def print_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
     if args.explain:
         print()
         print(f"### The listing queries' plans at {sizes[-1]:,} users")
+        print()
+        print("\n".join(report["plan_modes"]))
         print()
         print("\n".join(report["explain"]))
     if args.json:
