@@ -493,6 +493,7 @@ def explain_listings(url: str, queries: Queries, sample: Sample) -> list[str]:
             connection.execute(sql.SQL("PREPARE q AS {}").format(sql.SQL(queries[name])))
             execute = sql.SQL("EXECUTE q({})").format(sql.SQL(", ").join(map(sql.Literal, args)))
             try:
+                connection.execute(execute)  # the pages it reads cached, for both plans
                 for mode in ("force_generic_plan", "force_custom_plan"):
                     connection.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.SQL(mode)))
                     cost = connection.execute(
