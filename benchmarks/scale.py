@@ -167,7 +167,8 @@ def _nice_backend(connection: psycopg.Connection) -> None:
     """Run the session's PostgreSQL backend at this process's niceness, where it is a
     local PostgreSQL process this user may renice (the seeding is the heavy part)."""
     ours = os.getpriority(os.PRIO_PROCESS, 0)
-    if ours <= 0 or connection.info.host not in {"127.0.0.1", "localhost", "::1", "/tmp"}:  # noqa: S108
+    host = connection.info.host
+    if ours <= 0 or not (host.startswith("/") or host in {"127.0.0.1", "localhost", "::1"}):
         return
     pid = connection.info.backend_pid
     with contextlib.suppress(OSError):
