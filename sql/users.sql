@@ -77,24 +77,57 @@ WHERE u.phone = $1;
 -- One page of users after a position, in (created_at, user_id) order: keyset
 -- pagination, so a page never repeats or skips a user that exists throughout the
 -- walk, however many are added or deleted meanwhile (index users_created_at).
+-- The inner LIMIT 101 is the most the service asks for (a page of 100 and one more,
+-- which tells whether a next page exists: usersvc/db/users.py LISTING_BOUND). It is
+-- a constant so that the plan PostgreSQL keeps for the prepared statement (its
+-- generic plan, taken after five runs when it is no dearer) expects a page, where
+-- LIMIT $3 alone is guessed at a tenth of the rows: at a million users that plan was
+-- estimated at 420,000, past jit_above_cost, and PostgreSQL planned every page anew
+-- rather than use it (docs/performance.md, "Cost at a million users").
 -- $1 created_at and $2 user_id of the last user of the previous page (the first
--- page: the smallest timestamp and the nil UUID), $3 most users
-SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
-       u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
-FROM user_with_linked_accounts u
-WHERE (u.created_at, u.user_id) > ($1, $2)
-ORDER BY u.created_at, u.user_id
+-- page: the smallest timestamp and the nil UUID), $3 most users (at most 101)
+SELECT * FROM (
+    SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
+           u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+    FROM user_with_linked_accounts u
+    WHERE (u.created_at, u.user_id) > ($1, $2)
+    ORDER BY u.created_at, u.user_id
+    LIMIT 101
+) AS page
+ORDER BY created_at, user_id
 LIMIT $3;
 
--- name: list_users_by_status
--- As list_users, only users of one status (index users_status_created_at).
--- $1 status, $2 created_at and $3 user_id of the previous page's last user, $4 most users
-SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
-       u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
-FROM user_with_linked_accounts u
-WHERE u.status = $1 AND (u.created_at, u.user_id) > ($2, $3)
-ORDER BY u.created_at, u.user_id
-LIMIT $4;
+-- name: list_active_users
+-- As list_users, only active users (index users_active_created_at). The status is
+-- written in the query, not a parameter, so that every plan of it may use the partial
+-- index of its status.
+-- $1 created_at and $2 user_id of the previous page's last user, $3 most users
+SELECT * FROM (
+    SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
+           u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+    FROM user_with_linked_accounts u
+    WHERE u.status = 'active' AND (u.created_at, u.user_id) > ($1, $2)
+    ORDER BY u.created_at, u.user_id
+    LIMIT 101
+) AS page
+ORDER BY created_at, user_id
+LIMIT $3;
+
+-- name: list_deleted_users
+-- As list_active_users, only temporarily deleted users (index users_deleted_created_at,
+-- which holds them alone: they are few, and a walk through every user to find them
+-- would read the rest).
+-- $1 created_at and $2 user_id of the previous page's last user, $3 most users
+SELECT * FROM (
+    SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
+           u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+    FROM user_with_linked_accounts u
+    WHERE u.status = 'deleted' AND (u.created_at, u.user_id) > ($1, $2)
+    ORDER BY u.created_at, u.user_id
+    LIMIT 101
+) AS page
+ORDER BY created_at, user_id
+LIMIT $3;
 
 -- name: delete_user
 -- Permanent deletion; the user's linked accounts go with it (ON DELETE CASCADE).

@@ -157,6 +157,15 @@ class Origin:
 
 # Before every user: the first page of a listing starts after it.
 FIRST_POSITION = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
+# The most users a listing query returns: its own inner LIMIT (sql/users.sql), which
+# keeps its generic plan cheap. The largest page the API serves (100) and one more.
+LISTING_BOUND = 101
+# The listing of all users or of one status: one query each (see list_active_users).
+LISTINGS = {
+    None: "list_users",
+    UserStatus.ACTIVE: "list_active_users",
+    UserStatus.DELETED: "list_deleted_users",
+}
 
 
 def utcnow() -> datetime:
@@ -208,10 +217,10 @@ class Users:
     ) -> list[User]:
         """At most ``limit`` users after the position ``after`` (None: from the first) in
         (created_at, user_id) order, of one status or all."""
+        if limit > LISTING_BOUND:
+            raise ValueError(f"a listing query returns at most {LISTING_BOUND} users")
         created_at, user_id = after if after is not None else FIRST_POSITION
-        if status is None:
-            return await self._fetch("list_users", created_at, user_id, limit)
-        return await self._fetch("list_users_by_status", status.value, created_at, user_id, limit)
+        return await self._fetch(LISTINGS[status], created_at, user_id, limit)
 
     async def _fetch(self, name: str, *args: object) -> list[User]:
         async with self._connection() as connection:
