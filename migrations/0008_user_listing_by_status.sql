@@ -14,7 +14,7 @@
 --   the size of users_created_at); users_deleted_created_at holds only the deleted.
 --
 -- CONCURRENTLY: on a table of a million users the service keeps writing meanwhile.
--- depends: 0006_user_with_linked_accounts
+-- depends: 0007_outbox_actor
 -- transactional: false
 
 CREATE INDEX CONCURRENTLY users_active_created_at ON users (created_at, user_id)
