@@ -110,12 +110,12 @@ def _add_context(_: object, __: str, event: EventDict) -> EventDict:
 def safe_message(error: BaseException) -> str:
     """The error's message, unless it may quote a value: then only what names the fault."""
     if type(error).__module__.startswith("asyncpg"):
-        names = (
+        names = [
             f"{key}={value}"
             for key in ("sqlstate", "constraint_name", "table_name", "column_name")
             if (value := getattr(error, key, None))
-        )
-        return "(message withheld: it may quote personal data) " + " ".join(names)
+        ]
+        return " ".join(["(message withheld: it may quote personal data)", *names])
     return traceback._safe_string(error, "exception")  # type: ignore[attr-defined]
 
 
