@@ -21,10 +21,11 @@ from usersvc.http.failures import (
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 API = ROOT / "docs" / "api.md"
+SECURITY = ROOT / "docs" / "security.md"
 LINK = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>]+)>")
 
 
-@pytest.mark.parametrize("page", [README, API], ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [README, API, SECURITY], ids=lambda p: p.name)
 def test_a_page_links_only_inside_the_repository(page: Path):
     text = page.read_text()
     assert "shared/" not in text
