@@ -8,7 +8,6 @@ from pathlib import Path
 from uuid import uuid4
 
 import aiohttp
-import aiormq
 import asyncpg
 import pytest
 from aiohttp import web
@@ -26,9 +25,9 @@ from usersvc.telemetry.logs import configure_logging, reset_logging
 # Set by tests/telemetry/test_no_personal_data.py, which runs this suite again in a
 # child process: every log line and every request body sent goes to files there, and
 # each test's events are published by the relay to the real broker (an exchange and
-# queue of the run's own), its log lines captured with the rest.
+# queue the parent names, reads and deletes), its log lines captured with the rest.
 CAPTURE = os.environ.get("USERSVC_TEST_CAPTURE_DIR")
-CAPTURE_NAME = f"users.privacy.{uuid4().hex[:12]}"
+CAPTURE_NAME = os.environ.get("USERSVC_TEST_CAPTURE_NAME", f"users.privacy.{uuid4().hex[:12]}")
 
 
 @pytest.fixture
@@ -83,18 +82,6 @@ if CAPTURE:
                 yield
             finally:
                 reset_logging()
-        asyncio.run(_collect_published(Path(CAPTURE) / "published.jsonl"))
-
-    async def _collect_published(path: Path) -> None:
-        """What the relay published in the run, for the privacy test to check it was the
-        personal data; then the run's exchange and queue are deleted."""
-        async with aiormq.connect(AMQP_URL) as connection:
-            channel = await connection.channel()
-            with path.open("w", encoding="utf-8") as published:
-                while (message := await channel.basic_get(CAPTURE_NAME, no_ack=True)).delivery_tag:
-                    published.write(message.body.decode() + "\n")
-            await channel.queue_delete(CAPTURE_NAME)
-            await channel.exchange_delete(CAPTURE_NAME)
 
     @pytest.fixture
     def aiohttp_client(aiohttp_client):  # the plugin's, sending through a recorder
