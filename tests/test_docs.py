@@ -21,6 +21,7 @@ from usersvc.http.failures import (
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 API = ROOT / "docs" / "api.md"
+SECURITY = ROOT / "docs" / "security.md"
 LINK = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>]+)>")
 
 

@@ -214,6 +214,7 @@ def test_a_request_the_parser_refuses_is_a_4xx_envelope_and_changes_nothing(
         assert status == expected.status, (server.kind, case, answer[:500])
         assert headers["content-type"] == "application/json", (server.kind, case, headers)
         assert headers["connection"].lower() == "close", (server.kind, case, headers)
+        assert headers["server"] == "usersvc", (server.kind, case, headers)  # no version
         assert int(headers["content-length"]) == len(body), (server.kind, case, headers)
         envelope = json.loads(body)
         assert_error_shape(envelope, expected.status)

@@ -11,7 +11,7 @@ from tests.api.support import (
     expect_result,
     user_body,
 )
-from usersvc.http.app import create_app
+from usersvc.http.app import SERVER, create_app
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nope"
 
@@ -119,3 +119,27 @@ async def test_a_wrong_method_on_a_command_allows_only_the_commands_method(api: 
         response = await api.request(method, API + path)
         await expect_error(response, 405, "method_not_allowed")
         assert response.headers["Allow"] == allowed
+
+
+async def test_no_answer_names_the_server_software_or_its_version(api: TestClient):
+    answers = [
+        await api.post(API + "/healthcheck"),
+        await call(api, "create_user", user_body()),
+        await api.get(API + "/nope"),  # aiohttp's 404, made an envelope
+        await api.post(API + "/users/recovery-user", json={}),  # 405
+        await api.get(API + "/users/not-a-uuid"),  # 422
+        await call_raw(api, "create_user", b"{", content_type="application/json"),
+        await api.get("/metrics"),
+        await api.get("/api/docs"),
+        await api.get("/api/docs/openapi.json"),
+    ]
+    for response in answers:
+        assert response.headers["Server"] == SERVER == "usersvc", response
+        assert "python" not in response.headers["Server"].lower()
+
+
+async def test_the_health_check_of_a_lost_database_names_no_server_version(aiohttp_client):
+    client = await aiohttp_client(create_app(UNREACHABLE, pool_min_size=0))
+    response = await client.post(API + "/healthcheck")
+    assert response.status == 503
+    assert response.headers["Server"] == SERVER

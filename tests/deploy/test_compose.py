@@ -1,12 +1,16 @@
 """compose.yml holds the stack's rules (the compose specification itself is checked by
 check-jsonschema in .ci/run and pre-commit)."""
 
+import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.deploy.support import MONITORING, PROMETHEUS_CONFIG, REPO, compose, load_yaml
+from tests.deploy.support import COMPOSE, MONITORING, PROMETHEUS_CONFIG, REPO, compose, load_yaml
 
 SERVICES = compose()["services"]
 # An exact version, optionally with a variant (`4.2.5-management`): three numbers, except for
@@ -140,8 +144,6 @@ def test_prometheus_finds_every_replica_by_the_compose_service_name() -> None:
 def test_alloy_runs_by_default_and_promtail_only_in_its_profile() -> None:
     assert "profiles" not in SERVICES["alloy"]
     assert SERVICES["promtail"]["profiles"] == ["promtail"]
-    for name in ("alloy", "promtail"):
-        assert "/var/run/docker.sock:/var/run/docker.sock:ro" in SERVICES[name]["volumes"]
 
 
 def test_every_service_carries_the_label_the_log_agents_collect_by() -> None:
@@ -169,6 +171,7 @@ def test_every_service_carries_the_label_the_log_agents_collect_by() -> None:
         "jaeger",
         "grafana",
         "rabbitmq",
+        "docker-socket-proxy",
     ],
 )
 def test_every_mounted_file_of_the_repository_exists(name: str) -> None:
@@ -178,36 +181,183 @@ def test_every_mounted_file_of_the_repository_exists(name: str) -> None:
             assert (REPO / source).exists(), (name, source)
 
 
-def test_rabbitmq_loads_the_definitions_it_is_given() -> None:
-    volumes = SERVICES["rabbitmq"]["volumes"]
-    conf = next(v for v in volumes if v.startswith("./monitoring/rabbitmq/rabbitmq.conf"))
-    definitions = next(v for v in volumes if v.startswith("./monitoring/rabbitmq/definitions.json"))
-    assert conf.split(":")[1].startswith("/etc/rabbitmq/conf.d/")
+def _entrypoint_default(variable: str) -> str:
+    """A path monitoring/rabbitmq/entrypoint.sh uses unless told otherwise."""
+    script = (MONITORING / "rabbitmq" / "entrypoint.sh").read_text()
+    (path,) = re.findall(rf'"\$\{{{variable}:-([^}}]+)\}}"', script)
+    return path
+
+
+def test_rabbitmq_loads_the_definitions_its_entrypoint_writes_from_the_repositorys() -> None:
+    service = SERVICES["rabbitmq"]
+    volumes = service["volumes"]
+    mounted = {v.split(":")[0]: v.split(":")[1] for v in volumes if v.startswith("./")}
+    conf = mounted["./monitoring/rabbitmq/rabbitmq.conf"]
+    assert conf.startswith("/etc/rabbitmq/conf.d/")
+    # The template is the repository's file, where the entrypoint reads it; the entrypoint
+    # runs first, then the image's own (its ENTRYPOINT and CMD).
+    template = _entrypoint_default("USERSVC_DEFINITIONS_TEMPLATE")
+    assert mounted["./monitoring/rabbitmq/definitions.json"] == template
+    script = mounted["./monitoring/rabbitmq/entrypoint.sh"]
+    assert service["entrypoint"] == ["sh", script, "docker-entrypoint.sh"]
+    assert service["command"] == ["rabbitmq-server"]
     settings = dict(
         line.split(" = ", 1)
-        for line in (REPO / conf.split(":")[0]).read_text().splitlines()
+        for line in (MONITORING / "rabbitmq" / "rabbitmq.conf").read_text().splitlines()
         if line and not line.startswith("#")
     )
     assert settings["definitions.import_backend"] == "local_filesystem"
-    assert settings["definitions.local.path"] == definitions.split(":")[1]
+    written = _entrypoint_default("USERSVC_DEFINITIONS")
+    assert settings["definitions.local.path"] == written
+    # Where the passwords are written: memory, not the container's disk.
+    assert written.rsplit("/", 1)[0] in service["tmpfs"]
 
 
 def test_the_broker_credentials_of_the_service_are_a_user_of_the_definitions() -> None:
-    import base64
-    import hashlib
-    import json
-
     definitions = json.loads((MONITORING / "rabbitmq" / "definitions.json").read_text())
     url = env("usersvc")["USERSVC_AMQP_URL"]
     user, password = url.removeprefix("amqp://").split("@", 1)[0].split(":", 1)
     (record,) = [u for u in definitions["users"] if u["name"] == user]
-    assert record["hashing_algorithm"] == "rabbit_password_hashing_sha256"
-    raw = base64.b64decode(record["password_hash"])
-    salt, digest = raw[:4], raw[4:]
-    assert hashlib.sha256(salt + password.encode()).digest() == digest
+    # The same variable of .env: in the service's URL, and given to the broker's
+    # entrypoint, which writes it where the definitions' placeholder of that name is.
+    (variable,) = REQUIRED.fullmatch(password).groups()[:1]
+    assert record["password"] == f"@{variable}@"
+    assert env("rabbitmq")[variable] == password
     (permission,) = [p for p in definitions["permissions"] if p["user"] == user]
     assert permission["vhost"] == "/"
-    assert permission["write"] == ".*"
+    assert record["tags"] == []  # no management: tests/deploy/test_rabbitmq_permissions.py
+
+
+# ---------------------------------------------------------------------------- secrets
+
+# `${NAME:?message}`: compose stops, saying the message, while NAME is unset or empty.
+REQUIRED = re.compile(r"\$\{([A-Z][A-Z0-9_]*):\?([^}]+)\}")
+ANY_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)([^}]*)\}")
+ENV_EXAMPLE = REPO / ".env.example"
+SECRET_NAME = re.compile(r"PASSWORD|PASS$|SECRET|TOKEN|_KEY$")
+
+
+def _strings(value: Any, key: str = "") -> list[tuple[str, str]]:
+    """Every (key, string) of the compose file, the keys of the innermost mapping."""
+    if isinstance(value, dict):
+        return [pair for k, v in value.items() for pair in _strings(v, str(k))]
+    if isinstance(value, list):
+        return [pair for item in value for pair in _strings(item, key)]
+    return [(key, str(value))]
+
+
+def _example_variables() -> dict[str, str]:
+    return dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+
+
+def test_no_password_is_written_in_compose_every_one_is_required_from_the_env_file() -> None:
+    found = _strings(compose())
+    secrets = [(k, v) for k, v in found if SECRET_NAME.search(k)]
+    assert secrets
+    for key, value in secrets:
+        assert REQUIRED.fullmatch(value), (key, value)
+    # A password in a URL (scheme://user:password@host) too.
+    in_urls = [m for _, v in found for m in re.findall(r"://[^/:@\s]+:(\$\{[^}]*\}|[^@\s/]+)@", v)]
+    assert len(in_urls) >= 2
+    for password in in_urls:
+        assert REQUIRED.fullmatch(password), password
+
+
+def test_every_variable_compose_requires_is_in_the_env_example_and_only_those_default() -> None:
+    text = COMPOSE.read_text()
+    required = {name for name, _ in REQUIRED.findall(text)}
+    assert {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= required
+    assert required <= set(_example_variables())
+    for name, how in ANY_VARIABLE.findall(text):
+        # A default (":-") only for what is no secret.
+        assert how.startswith(":?") or (how.startswith(":-") and not SECRET_NAME.search(name))
+
+
+def test_the_env_example_holds_no_value_and_the_env_file_is_not_committed() -> None:
+    for name, value in _example_variables().items():
+        if SECRET_NAME.search(name):
+            assert value == "", name  # a copy as it is does not start
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert "/.env" in ignored or ".env" in ignored
+
+
+def test_the_documented_line_writes_an_env_file_with_a_new_password_for_each(
+    tmp_path: Path,
+) -> None:
+    (line,) = [
+        line.removeprefix("#").strip()
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if "secrets.token_hex" in line
+    ]
+    assert line in COMPOSE.read_text()  # the same line in both
+    shutil.copy(ENV_EXAMPLE, tmp_path / ".env.example")
+    subprocess.run(["sh", "-c", line], cwd=tmp_path, check=True, timeout=30)
+    env_file = tmp_path / ".env"
+    assert env_file.stat().st_mode & 0o077 == 0
+    written = dict(
+        line.split("=", 1)
+        for line in env_file.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert written.keys() == _example_variables().keys()
+    passwords = [v for k, v in written.items() if SECRET_NAME.search(k)]
+    assert len(set(passwords)) == len(passwords) >= 4
+    for password in passwords:
+        # Long, and safe in a URL and in the broker's definitions as it is.
+        assert re.fullmatch(r"[0-9a-f]{48}", password), password
+
+
+# ---------------------------------------------------------------------------- exposure
+
+
+def test_the_docker_socket_is_mounted_only_into_the_read_only_proxy() -> None:
+    for name, service in SERVICES.items():
+        for volume in service.get("volumes", []):
+            if "docker.sock" in volume:
+                assert name == "docker-socket-proxy", name
+                assert volume == "/var/run/docker.sock:/var/run/docker.sock:ro"
+    proxy = SERVICES["docker-socket-proxy"]
+    allowed = {k: str(v) for k, v in proxy["environment"].items()}
+    assert allowed["POST"] == "0"  # GET and HEAD only
+    for section in ("EXEC", "BUILD", "IMAGES", "VOLUMES", "SECRETS", "AUTH", "ALLOW_START"):
+        assert allowed.get(section, "0") == "0", section
+    assert "ports" not in proxy
+    # Its network: the log agents and it, no way out.
+    (network,) = proxy["networks"]
+    assert compose()["networks"][network]["internal"] is True
+    users = {n for n, s in SERVICES.items() if network in s.get("networks", [])}
+    assert users == {"docker-socket-proxy", "alloy", "promtail"}
+
+
+def test_the_log_agents_read_docker_through_the_proxy() -> None:
+    proxy = "tcp://docker-socket-proxy:2375"
+    alloy = (MONITORING / "alloy" / "config.alloy").read_text()
+    assert re.findall(r'host\s*=\s*"([^"]+)"', alloy) == [proxy, proxy]
+    promtail = load_yaml(MONITORING / "promtail" / "promtail.yml")
+    (job,) = promtail["scrape_configs"]
+    assert [sd["host"] for sd in job["docker_sd_configs"]] == [proxy]
+    for name in ("alloy", "promtail"):
+        assert SERVICES[name]["depends_on"]["docker-socket-proxy"]["condition"] == (
+            "service_healthy"
+        )
+
+
+def test_grafana_has_no_anonymous_access_unless_asked_and_its_admin_password_from_env() -> None:
+    grafana = env("grafana")
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "${GRAFANA_ANONYMOUS_ENABLED:-false}"
+    assert REQUIRED.fullmatch(grafana["GF_SECURITY_ADMIN_PASSWORD"])
+    assert grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
+
+
+def test_prometheus_cannot_be_stopped_or_wiped_over_http() -> None:
+    flags = SERVICES["prometheus"]["command"]
+    assert not any(
+        f.startswith(("--web.enable-lifecycle", "--web.enable-admin-api")) for f in flags
+    )
 
 
 def test_grafana_provisions_from_the_repository() -> None:

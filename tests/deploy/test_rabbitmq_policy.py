@@ -1,13 +1,9 @@
 """The RabbitMQ definitions' policy on a real broker: it bounds the catch-all `users` queue
 the relay declares (a length limit dropping the oldest, a TTL) and leaves consumers' own
 queues alone. Each test has its own vhost, deleted after it; the broker's other vhosts and
-users are untouched. `rabbitmqctl` talks to the broker (USERSVC_TEST_RABBITMQCTL overrides
-the command, e.g. `docker exec <container> rabbitmqctl` where the broker is a container)."""
+users are untouched (tests/deploy/rabbitmq.py: the `rabbitmqctl` used)."""
 
 import json
-import os
-import shlex
-import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -17,20 +13,10 @@ import aiormq
 import pytest
 
 from tests.conftest import AMQP_URL
-from tests.deploy.support import MONITORING
+from tests.deploy.rabbitmq import DEFINITIONS, ctl, url_for
 
-RABBITMQCTL = shlex.split(os.environ.get("USERSVC_TEST_RABBITMQCTL", "rabbitmqctl"))
-DEFINITIONS = json.loads((MONITORING / "rabbitmq" / "definitions.json").read_text())
 (POLICY,) = DEFINITIONS["policies"]
 CATCH_ALL = "users"  # the relay's default USERSVC_AMQP_QUEUE
-
-
-def ctl(*args: str) -> str:
-    result = subprocess.run(
-        [*RABBITMQCTL, *args], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def set_policy(vhost: str, policy: dict[str, Any], **override: Any) -> None:
@@ -58,11 +44,6 @@ def vhost() -> Iterator[str]:
         yield name
     finally:
         ctl("delete_vhost", name)
-
-
-def url_for(vhost: str) -> str:
-    parts = urllib.parse.urlsplit(AMQP_URL)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + urllib.parse.quote(vhost, safe="")))
 
 
 def queues(vhost: str) -> dict[str, dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import re
+import socket
 
 from aiohttp.test_utils import TestClient
 from attrs import evolve
@@ -107,3 +109,26 @@ async def test_while_the_broker_is_unreachable_commands_succeed_and_health_stays
         return result["broker"] == "connected" and result["outbox_backlog"] == 0
 
     await _until(drained)
+
+
+async def test_the_health_check_names_a_relay_failure_by_its_type_only(
+    aiohttp_client, database_url: str, settings: RelaySettings
+) -> None:
+    # Nothing listens there: the error's text names the host and port, which the
+    # health check (answered to anyone who reaches it) does not repeat.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"amqp://someone:secret@127.0.0.1:{port}/"
+    client = await aiohttp_client(create_app(database_url, relay=evolve(settings, amqp_url=url)))
+
+    async def failed() -> bool:
+        return (await _health(client))["relay_last_error"] is not None
+
+    await _until(failed)
+    result = await _health(client)
+    assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", result["relay_last_error"]), result
+    assert result["relay_last_error"].endswith("Error"), result
+    text = json.dumps(result)
+    assert str(port) not in text
+    assert "127.0.0.1" not in text

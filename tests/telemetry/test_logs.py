@@ -11,6 +11,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiormq.abc import ChannelFrame, DeliveredMessage
+from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 
 from tests.telemetry.processes import REPO, environment, json_lines
 from tests.test_migrations import MIGRATION_IDS
@@ -49,6 +52,55 @@ async def test_a_unique_violation_logged_with_its_traceback_does_not_quote_the_r
     assert "Traceback (most recent call last)" in line["exception"]
     assert "UniqueViolationError" in line["exception"]
     assert "constraint_name=users_email_key" in line["exception"]
+
+
+def test_an_amqp_frame_logged_at_debug_shows_its_size_not_its_body(
+    log_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    body = b'{"data": {"email": "frame.secret@example.com", "phone": 79161234567}}'
+    frame = ChannelFrame(payload=b"\x01\x00\x01" + body + b"\xce", should_close=False)
+    # As aiormq's writer and reader log them (aiormq/connection.py).
+    logging.getLogger("aiormq.connection").debug("Prepare to send %r", frame)
+    logging.getLogger("aiormq.connection").debug("Sending %r to %s", body, "amqp://broker/")
+    logging.getLogger("pamqp.frame").debug("%(body)s", {"body": body})
+    [prepared, sending, mapped] = log_lines()
+    for line in (prepared, sending, mapped):
+        assert "frame.secret" not in repr(line)
+        assert "79161234567" not in repr(line)
+    size = len(frame.payload)
+    assert prepared["message"] == (
+        f"Prepare to send ChannelFrame(payload=<{size} bytes>, should_close=False, "
+        "drain_future=None)"
+    )
+    assert sending["message"] == f"Sending <{len(body)} bytes> to amqp://broker/"
+    assert mapped["message"] == f"<{len(body)} bytes>"
+
+
+def test_a_returned_message_logged_by_aiormq_shows_its_delivery_not_its_body(
+    log_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    body = b'{"firstname": "Returnedname"}'
+    delivery = Basic.Return(reply_code=312, reply_text="NO_ROUTE", exchange="users")
+    header = ContentHeader(body_size=len(body), properties=Basic.Properties(message_id="m1"))
+    message = DeliveredMessage(delivery=delivery, header=header, body=body, channel=None)
+    logging.getLogger("aiormq.channel").error("Unhandled message %r returning", message)
+    [line] = log_lines()
+    assert "Returnedname" not in repr(line)
+    assert f"body=<{len(body)} bytes>" in line["message"]
+    assert "Basic.Return" in line["message"]
+
+
+def test_lines_of_other_loggers_and_arguments_without_bytes_are_left_as_they_are(
+    log_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    logging.getLogger("aiormq.connection").debug("Connecting to: %s", "amqp://broker/")
+    logging.getLogger("aiormq.connection").debug("Received frame %r on %d", Basic.Ack(), 1)
+    logging.getLogger("yoyo.migrations").debug(" - executing %r", b"CREATE TABLE users ()")
+    connecting, received, migration = log_lines()
+    assert connecting["message"] == "Connecting to: amqp://broker/"
+    assert received["message"].startswith("Received frame <Basic.Ack object at ")
+    # The migrations' SQL is the schema, no one's data: shown whole.
+    assert migration["message"] == " - executing b'CREATE TABLE users ()'"
 
 
 def test_console_format_is_readable_text() -> None:

