@@ -49,10 +49,16 @@ settings (environment variables; the command line wins for host and port):
   USERSVC_DATABASE_URL   postgresql://user:password@host:5432/database
                          (unset: an embedded development PostgreSQL in .pgdata/)
   USERSVC_DATABASE_WAIT  seconds to keep trying an unreachable database at start ({wait})
+  USERSVC_DATABASE_STATEMENT_CACHE  prepared statements a connection keeps ({cache});
+                         0 behind PgBouncer older than 1.21 (transaction mode)
+  USERSVC_RELAY_DATABASE_URL  a direct connection to the same database, for the
+                         relay's session (advisory lock, LISTEN) and migrations, where
+                         USERSVC_DATABASE_URL is a pooler (unset: USERSVC_DATABASE_URL)
   USERSVC_AMQP_URL       the RabbitMQ the events go to ({amqp});
                          optional: events wait in the outbox until it can be reached
   USERSVC_AMQP_EXCHANGE  the topic exchange events are published to ({exchange})
   USERSVC_AMQP_QUEUE     the durable queue bound to it with '#' ({queue})
+  USERSVC_RELAY          on: 'serve' publishes the outbox too; off: as --no-relay ({relay})
   USERSVC_LOG_LEVEL      DEBUG, INFO, WARNING or ERROR ({level})
   USERSVC_LOG_FORMAT     json or console (unset: console on a terminal, else json)
   USERSVC_HOST, USERSVC_PORT  where to listen ({host}, {port})
@@ -60,6 +66,8 @@ settings (environment variables; the command line wins for host and port):
 exit status: 0 stopped on SIGTERM or SIGINT; 1 the database did not answer or the
 port could not be opened; 2 a setting or an option cannot work.""".format(
     wait=DEFAULTS["USERSVC_DATABASE_WAIT"],
+    cache=DEFAULTS["USERSVC_DATABASE_STATEMENT_CACHE"],
+    relay=DEFAULTS["USERSVC_RELAY"],
     amqp=DEFAULTS["USERSVC_AMQP_URL"],
     exchange=DEFAULTS["USERSVC_AMQP_EXCHANGE"],
     queue=DEFAULTS["USERSVC_AMQP_QUEUE"],
@@ -95,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-relay",
         action="store_true",
-        help="do not publish the outbox from this process (run 'usersvc relay' elsewhere)",
+        help="do not publish the outbox from this process (run 'usersvc relay' elsewhere; "
+        "USERSVC_RELAY=off)",
     )
     commands.add_parser(
         "migrate",
@@ -141,11 +150,14 @@ def _relay_settings(settings: Settings) -> RelaySettings:
     )
 
 
-async def _run_relay(database_url: str, relay_settings: RelaySettings) -> None:
-    """The relay alone, until SIGTERM or SIGINT."""
-    pool = await create_pool(database_url, min_size=1, max_size=2)
+async def _run_relay(
+    database_url: str, relay_url: str, relay_settings: RelaySettings, statement_cache: int
+) -> None:
+    """The relay alone, until SIGTERM or SIGINT: its session on ``relay_url``, its
+    cleanups on a pool of ``database_url``."""
+    pool = await create_pool(database_url, min_size=1, max_size=2, statement_cache=statement_cache)
     metrics.track_pool(pool)
-    relay = Relay(pool, database_url, load(), relay_settings, on_published=metrics.published)
+    relay = Relay(pool, relay_url, load(), relay_settings, on_published=metrics.published)
     task = asyncio.create_task(relay.run())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -168,16 +180,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     loop = _new_loop()
     try:
         database_url = _database_url(settings)
-        attempts = loop.run_until_complete(wait_for_database(database_url, settings.database_wait))
-    except SettingError as error:
-        _fail(BAD_SETTING, str(error))
     except RuntimeError as error:  # the embedded server is not installed or did not start
         _fail(BAD_SETTING, str(error))
-    except DatabaseUnreachableError as error:
-        _fail(UNAVAILABLE, f"USERSVC_DATABASE_URL: {error}")
-    if attempts > 1:
-        log.info("the database answered after %d attempts", attempts)
-    applied = apply_migrations(database_url)
+    # Migrations need a session of their own, as the relay does: not through a pooler.
+    relay_url = settings.relay_database_url or database_url
+    _wait_for(loop, database_url, settings.database_wait, "USERSVC_DATABASE_URL")
+    if relay_url != database_url:
+        _wait_for(loop, relay_url, settings.database_wait, "USERSVC_RELAY_DATABASE_URL")
+    applied = apply_migrations(relay_url)
     log.info("%d migration(s) applied", applied)
     if args.command == "migrate":
         return
@@ -185,16 +195,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "relay":
         log.info(
             "relaying the outbox of %s to exchange %r on %s",
-            mask_password(database_url),
+            mask_password(relay_url),
             settings.amqp_exchange,
             mask_password(settings.amqp_url),
         )
-        loop.run_until_complete(_run_relay(database_url, _relay_settings(settings)))
+        loop.run_until_complete(
+            _run_relay(
+                database_url,
+                relay_url,
+                _relay_settings(settings),
+                settings.database_statement_cache,
+            )
+        )
         return
     host = args.host or settings.host
     port = args.port or settings.port
-    relay = None if args.no_relay else _relay_settings(settings)
-    app = create_app(database_url, relay=relay)
+    relay = None if args.no_relay or not settings.relay else _relay_settings(settings)
+    app = create_app(
+        database_url,
+        relay=relay,
+        relay_database_url=relay_url,
+        statement_cache=settings.database_statement_cache,
+    )
     log.info(
         "serving on http://%s:%d (API under /api/v1, docs at /api/docs, metrics at /metrics); "
         "database %s; broker %s",
@@ -220,6 +242,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         if error.errno not in CANNOT_LISTEN:
             raise
         _fail(UNAVAILABLE, f"cannot listen on {host}:{port}: {error.strerror}")
+
+
+def _wait_for(loop: asyncio.AbstractEventLoop, url: str, within: float, setting: str) -> None:
+    """Until the database at ``url`` answers; exit 2 for a URL that cannot work, 1 when
+    it does not answer within ``within`` seconds."""
+    try:
+        attempts = loop.run_until_complete(wait_for_database(url, within, setting))
+    except SettingError as error:
+        _fail(BAD_SETTING, str(error))
+    except DatabaseUnreachableError as error:
+        _fail(UNAVAILABLE, f"{setting}: {error}")
+    if attempts > 1:
+        log.info("the database answered after %d attempts", attempts)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -259,9 +259,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(API + "/healthcheck", health)
 
 
-def _database(database_url: str, pool_min_size: int) -> Context:
+def _database(database_url: str, pool_min_size: int, statement_cache: int | None) -> Context:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        pool = await create_pool(database_url, min_size=pool_min_size)
+        pool = await create_pool(
+            database_url, min_size=pool_min_size, statement_cache=statement_cache
+        )
         metrics.track_pool(pool)
         app[POOL] = pool
         app[USERS] = Users(pool, app[QUERIES])
@@ -308,17 +310,21 @@ def create_app(
     pool_min_size: int = 2,
     max_concurrency: int = DEFAULT_LIMIT,
     queue_wait: float = DEFAULT_WAIT,
+    relay_database_url: str | None = None,
+    statement_cache: int | None = None,
 ) -> web.Application:
-    """The API; with ``relay`` settings the outbox relay runs in this process too.
+    """The API; with ``relay`` settings the outbox relay runs in this process too, its
+    session on ``relay_database_url`` (a direct connection; default ``database_url``).
     At most ``max_concurrency`` requests run at once; others wait up to ``queue_wait``
-    seconds, then get 503 (the health check and /metrics never wait)."""
+    seconds, then get 503 (the health check and /metrics never wait).
+    ``statement_cache``: prepared statements a pool connection keeps (0: none)."""
     edge = middleware(max_concurrency, queue_wait, frozenset({API + "/healthcheck", "/metrics"}))
     app = web.Application(middlewares=[edge], client_max_size=MAX_BODY_BYTES)
     app[QUERIES] = load()
     app.router.add_get("/metrics", metrics.metrics_handler(_outbox_stats))
-    app.cleanup_ctx.append(_database(database_url, pool_min_size))
+    app.cleanup_ctx.append(_database(database_url, pool_min_size, statement_cache))
     if relay is not None:
-        app.cleanup_ctx.append(_relay(database_url, relay))
+        app.cleanup_ctx.append(_relay(relay_database_url or database_url, relay))
     add_routes(app)
     openapi.setup(app)
     return app
