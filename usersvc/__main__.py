@@ -58,7 +58,8 @@ settings (environment variables; the command line wins for host and port):
                          optional: events wait in the outbox until it can be reached
   USERSVC_AMQP_EXCHANGE  the topic exchange events are published to ({exchange})
   USERSVC_AMQP_QUEUE     the durable queue bound to it with '#' ({queue})
-  USERSVC_RELAY          on: 'serve' publishes the outbox too; off: as --no-relay ({relay})
+  USERSVC_RELAY          on: serving processes (serve, gunicorn) relay the outbox too;
+                         off: they serve only, as --no-relay ({relay})
   USERSVC_LOG_LEVEL      DEBUG, INFO, WARNING or ERROR ({level})
   USERSVC_LOG_FORMAT     json or console (unset: console on a terminal, else json)
   USERSVC_HOST, USERSVC_PORT  where to listen ({host}, {port})

@@ -198,4 +198,4 @@ def test_the_api_and_relay_suites_pass_through_pgbouncer_in_transaction_mode(
     passed = re.search(r"(\d+) passed", result.stdout)
     assert passed, tail
     assert int(passed[1]) > 300, tail
-    assert not re.search(r"\d+ (skipped|xfailed|deselected)", tail), tail
+    assert not re.search(r"\d+ (skipped|xfailed)", tail), tail
