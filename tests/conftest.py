@@ -2,11 +2,18 @@
 
 Each test gets its own database, copied from a migrated template made once per
 run, so tests never see each other's rows and never touch data they did not make.
+
+With USERSVC_TEST_POOLER_URL set (tests/pgbouncer runs the API and relay suites so, in
+a child pytest), the service's connections go through that PgBouncer in transaction
+mode, as USERSVC_DATABASE_URL would send them in production: ``database_url`` leads
+through it, with the statement cache off and the session settings as the role's
+defaults in the test's database, while ``session_database_url`` (the relay's session,
+as USERSVC_RELAY_DATABASE_URL) and the tests' administration go to PostgreSQL directly.
 """
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -17,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult
 from psycopg import sql
 
+from usersvc.db import pool as pool_module
 from usersvc.db.migrations import apply_migrations
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import Queries, load
@@ -26,6 +34,12 @@ ADMIN_URL = os.environ.get(
     "USERSVC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 AMQP_URL = os.environ.get("USERSVC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# postgresql://user@host:port of a PgBouncer in front of ADMIN_URL's server (no database).
+POOLER_URL = os.environ.get("USERSVC_TEST_POOLER_URL", "").rstrip("/")
+if POOLER_URL:
+    # What USERSVC_DATABASE_STATEMENT_CACHE=0 makes the service do: PgBouncer 1.18
+    # (Debian 12's) keeps no prepared statement across transactions.
+    pool_module.STATEMENT_CACHE = 0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -87,10 +101,65 @@ def copy_of(template_database: str, prefix: str = "usersvc_test") -> Iterator[st
         _drop(name)
 
 
+def through_pooler(url: str) -> str:
+    """The URL the service's pool is given for a test database: ``url`` itself, or,
+    behind the pooler, the same database through it (with the service's session
+    settings made the role's defaults there, as docs/operations.md tells operators)."""
+    if not POOLER_URL:
+        return url
+    _, _, database = url.rpartition("/")
+    set_role_defaults(url, pool_module.SERVER_SETTINGS)
+    return f"{POOLER_URL}/{database}"
+
+
+def set_role_defaults(url: str, settings: dict[str, str]) -> None:
+    """``ALTER ROLE CURRENT_USER IN DATABASE ... SET`` each setting: for new sessions."""
+    _, _, database = url.rpartition("/")
+    with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
+        for name, value in settings.items():
+            connection.execute(
+                sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET {} = {}").format(
+                    sql.Identifier(database), sql.Identifier(name), sql.Literal(value)
+                )
+            )
+
+
 @pytest.fixture
-def database_url(template_database: str) -> Iterator[str]:
+def session_database_url(template_database: str) -> Iterator[str]:
+    """This test's own database, directly: for the relay's session and the test itself."""
     with copy_of(template_database) as url:
         yield url
+
+
+@pytest.fixture
+def database_url(session_database_url: str) -> str:
+    """This test's own database as the service's pool reaches it (see the module)."""
+    return through_pooler(session_database_url)
+
+
+@pytest.fixture
+def session_setting(
+    monkeypatch: pytest.MonkeyPatch, session_database_url: str
+) -> Callable[[str, str], Awaitable[None]]:
+    """``await session_setting(name, value)``: one of the pool's session settings, for this
+    test's pools made after it: as the service sends it at connect, and behind the pooler
+    as the role's default in the test's database, its server connections made anew (the
+    admin console's RECONNECT, as an operator does it)."""
+
+    async def change(name: str, value: str) -> None:
+        monkeypatch.setitem(pool_module.SERVER_SETTINGS, name, value)
+        if not POOLER_URL:
+            return
+        set_role_defaults(session_database_url, {name: value})
+        _, _, database = session_database_url.rpartition("/")
+        console = await asyncpg.connect(f"{POOLER_URL}/pgbouncer", statement_cache_size=0)
+        try:
+            await console.execute(f'RECONNECT "{database}"')
+            await console.execute(f'WAIT_CLOSE "{database}"')
+        finally:
+            await console.close()
+
+    return change
 
 
 @pytest.fixture

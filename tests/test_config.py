@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from usersvc.config import DEFAULTS, SettingError, Settings, mask_password
+from usersvc.db import pool
 
 
 @given(password=st.text(), user=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1))
@@ -55,6 +56,10 @@ def test_the_defaults_are_valid_settings():
         ("USERSVC_DRAIN_SECONDS", "soon"),
         ("USERSVC_RELAY_PORT", "0"),
         ("USERSVC_RELAY_PORT", "70000"),
+        ("USERSVC_DATABASE_STATEMENT_CACHE", "-1"),
+        ("USERSVC_DATABASE_STATEMENT_CACHE", "off"),
+        ("USERSVC_RELAY_DATABASE_URL", "mysql://db/users"),
+        ("USERSVC_RELAY", "no"),
     ],
 )
 def test_a_setting_that_cannot_work_is_refused_by_name(name: str, value: str):
@@ -68,3 +73,40 @@ def test_without_a_migration_url_the_one_url_migrates_too():
     assert Settings.from_env({}).migrate_database_url is None
     given = Settings.from_env({"USERSVC_MIGRATE_DATABASE_URL": " postgresql://owner@db/users "})
     assert given.migrate_database_url == "postgresql://owner@db/users"
+
+
+def test_the_statement_cache_is_asyncpgs_unless_set_and_zero_turns_it_off():
+    assert Settings.from_env({}).database_statement_cache == pool.STATEMENT_CACHE == 100
+    assert (
+        Settings.from_env({"USERSVC_DATABASE_STATEMENT_CACHE": "0"}).database_statement_cache == 0
+    )
+
+
+def test_the_relay_database_url_falls_back_to_none_and_needs_the_database_url():
+    direct = "postgresql://usersvc:secret@db:5432/users"
+    pooled = "postgresql://usersvc:secret@pgbouncer:6432/users"
+    assert Settings.from_env({"USERSVC_DATABASE_URL": pooled}).relay_database_url is None
+    settings = Settings.from_env(
+        {"USERSVC_DATABASE_URL": pooled, "USERSVC_RELAY_DATABASE_URL": direct}
+    )
+    assert (settings.database_url, settings.relay_database_url) == (pooled, direct)
+    with pytest.raises(SettingError) as refused:
+        Settings.from_env({"USERSVC_RELAY_DATABASE_URL": direct})
+    assert str(refused.value) == ("USERSVC_RELAY_DATABASE_URL: needs USERSVC_DATABASE_URL too")
+
+
+def test_a_bad_relay_database_url_is_refused_without_its_password():
+    with pytest.raises(SettingError) as refused:
+        Settings.from_env(
+            {
+                "USERSVC_DATABASE_URL": "postgresql://db/users",
+                "USERSVC_RELAY_DATABASE_URL": "postgresql://u:hunter2@db:99999/users",
+            }
+        )
+    assert "hunter2" not in str(refused.value)
+    assert refused.value.name == "USERSVC_RELAY_DATABASE_URL"
+
+
+def test_the_relay_is_on_unless_turned_off():
+    assert Settings.from_env({}).relay is True
+    assert Settings.from_env({"USERSVC_RELAY": "OFF"}).relay is False

@@ -57,11 +57,18 @@ settings (environment variables; the command line wins for host and port):
   USERSVC_MIGRATE_DATABASE_URL  the schema owner's URL: migrations run as it, the
                          service as USERSVC_DATABASE_URL's role (unset: that one does both)
   USERSVC_DATABASE_WAIT  seconds to keep trying an unreachable database at start ({wait})
+  USERSVC_DATABASE_STATEMENT_CACHE  prepared statements a connection keeps ({cache});
+                         0 behind PgBouncer older than 1.21 (transaction mode)
+  USERSVC_RELAY_DATABASE_URL  a direct connection to the same database, for the
+                         relay's session (advisory lock, LISTEN) and migrations, where
+                         USERSVC_DATABASE_URL is a pooler (unset: USERSVC_DATABASE_URL)
   USERSVC_AMQP_URL       the RabbitMQ the events go to ({amqp});
                          optional: events wait in the outbox until it can be reached;
                          TLS: amqps://user:password@host:5671/?cafile=/path/ca.pem
   USERSVC_AMQP_EXCHANGE  the topic exchange events are published to ({exchange})
   USERSVC_AMQP_QUEUE     the durable queue bound to it with '#' ({queue})
+  USERSVC_RELAY          on: serving processes (serve, gunicorn) relay the outbox too;
+                         off: they serve only, as --no-relay ({relay})
   USERSVC_LOG_LEVEL      DEBUG, INFO, WARNING or ERROR ({level})
   USERSVC_LOG_FORMAT     json or console (unset: console on a terminal, else json)
   USERSVC_HOST, USERSVC_PORT  where to listen ({host}, {port})
@@ -87,6 +94,8 @@ exit status: 0 stopped on SIGTERM or SIGINT; 1 the database did not answer, the
 port could not be opened, or 'migrate' was stopped; 2 a setting or an option cannot
 work.""".format(
     wait=DEFAULTS["USERSVC_DATABASE_WAIT"],
+    cache=DEFAULTS["USERSVC_DATABASE_STATEMENT_CACHE"],
+    relay=DEFAULTS["USERSVC_RELAY"],
     amqp=DEFAULTS["USERSVC_AMQP_URL"],
     exchange=DEFAULTS["USERSVC_AMQP_EXCHANGE"],
     queue=DEFAULTS["USERSVC_AMQP_QUEUE"],
@@ -127,7 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-relay",
         action="store_true",
-        help="do not publish the outbox from this process (run 'usersvc relay' elsewhere)",
+        help="do not publish the outbox from this process (run 'usersvc relay' elsewhere; "
+        "USERSVC_RELAY=off)",
     )
     commands.add_parser(
         "migrate",
@@ -170,16 +180,25 @@ def _database_url(settings: Settings) -> str:
 def _database_urls(settings: Settings, command: str) -> dict[str, str]:
     """The databases a command uses, by setting: the first one migrates. Two roles
     (docs/security.md): migrations as the schema's owner when its URL is given, the
-    service as the runtime role; in the simple case one URL does both."""
+    service as the runtime role; in the simple case one URL does both. Migrations need
+    a session of their own, as the relay does: never through a pooler in transaction
+    mode, so the relay's direct URL migrates when the owner's is not given."""
     migrate_url = settings.migrate_database_url
-    if command == "migrate" and migrate_url:
-        return {"USERSVC_MIGRATE_DATABASE_URL": migrate_url}
+    relay_url = settings.relay_database_url
     if migrate_url and not settings.database_url:
         raise SettingError("USERSVC_MIGRATE_DATABASE_URL", "is set but USERSVC_DATABASE_URL is not")
+    if command == "migrate" and (migrate_url or relay_url):
+        if migrate_url:
+            return {"USERSVC_MIGRATE_DATABASE_URL": migrate_url}
+        return {"USERSVC_RELAY_DATABASE_URL": relay_url}  # type: ignore[dict-item]
     database_url = _database_url(settings)
-    if command == "migrate" or not migrate_url:
-        return {"USERSVC_DATABASE_URL": database_url}
-    return {"USERSVC_MIGRATE_DATABASE_URL": migrate_url, "USERSVC_DATABASE_URL": database_url}
+    urls: dict[str, str] = {}
+    if migrate_url:
+        urls["USERSVC_MIGRATE_DATABASE_URL"] = migrate_url
+    if relay_url:
+        urls["USERSVC_RELAY_DATABASE_URL"] = relay_url
+    urls["USERSVC_DATABASE_URL"] = database_url
+    return {next(iter(urls)): urls[next(iter(urls))]} if command == "migrate" else urls
 
 
 def _relay_settings(settings: Settings) -> RelaySettings:
@@ -189,17 +208,23 @@ def _relay_settings(settings: Settings) -> RelaySettings:
 
 
 async def _run_relay(
-    database_url: str, relay_settings: RelaySettings, host: str, port: int
+    database_url: str,
+    relay_url: str,
+    relay_settings: RelaySettings,
+    statement_cache: int,
+    host: str,
+    port: int,
 ) -> None:
-    """The relay alone, with /metrics and the probes on ``host:port``, until SIGTERM or
-    SIGINT; then it stops after the current batch's confirms (a repeated signal
-    changes nothing), and /readyz answers 503 meanwhile."""
+    """The relay alone, its session on ``relay_url`` (a direct connection), its batches
+    on a pool of ``database_url``, with /metrics and the probes on ``host:port``, until
+    SIGTERM or SIGINT; then it stops after the current batch's confirms (a repeated
+    signal changes nothing), and /readyz answers 503 meanwhile."""
     # One connection for the relay's batches, one for its housekeeping, one for a probe
     # or a scrape (its session with the lock is a connection of its own).
-    pool = await create_pool(database_url, min_size=1, max_size=3)
+    pool = await create_pool(database_url, min_size=1, max_size=3, statement_cache=statement_cache)
     metrics.track_pool(pool)
     shutdown = Shutdown()
-    relay = Relay(pool, database_url, load(), relay_settings, on_published=metrics.published)
+    relay = Relay(pool, relay_url, load(), relay_settings, on_published=metrics.published)
     runner = server.Runner(create_relay_app(pool, shutdown), access_log=None)
 
     loop = asyncio.get_running_loop()
@@ -263,15 +288,16 @@ def _main(args: argparse.Namespace) -> None:
         urls = _database_urls(settings, args.command)
         for name, url in urls.items():
             try:
-                attempts = loop.run_until_complete(wait_for_database(url, settings.database_wait))
+                attempts = loop.run_until_complete(
+                    wait_for_database(url, settings.database_wait, name)
+                )
             except DatabaseUnreachableError as error:
                 _fail(UNAVAILABLE, f"{name}: {error}")
-            except SettingError as error:  # named after the URL it is about
-                raise SettingError(name, str(error).partition(": ")[2]) from None
             if attempts > 1:
                 log.info("the database answered after %d attempts", attempts)
         [(migrate_name, migrate_url), *_] = urls.items()
         database_url = urls.get("USERSVC_DATABASE_URL", migrate_url)
+        relay_url = urls.get("USERSVC_RELAY_DATABASE_URL", database_url)
         applied = apply_migrations(migrate_url)
     except SettingError as error:
         _fail(BAD_SETTING, str(error))
@@ -286,14 +312,19 @@ def _main(args: argparse.Namespace) -> None:
     if args.command == "relay":
         log.info(
             "relaying the outbox of %s to exchange %r on %s",
-            mask_password(database_url),
+            mask_password(relay_url),
             settings.amqp_exchange,
             mask_password(settings.amqp_url),
         )
         try:
             loop.run_until_complete(
                 _run_relay(
-                    database_url, _relay_settings(settings), settings.host, settings.relay_port
+                    database_url,
+                    relay_url,
+                    _relay_settings(settings),
+                    settings.database_statement_cache,
+                    settings.host,
+                    settings.relay_port,
                 )
             )
         except OSError as error:
@@ -306,10 +337,15 @@ def _main(args: argparse.Namespace) -> None:
         return
     host = args.host or settings.host
     port = args.port or settings.port
-    relay = None if args.no_relay else _relay_settings(settings)
+    relay = None if args.no_relay or not settings.relay else _relay_settings(settings)
     warn_if_open(settings)
     app = create_app(
-        database_url, relay=relay, tokens=tokens_of(settings), quotas=quotas_of(settings)
+        database_url,
+        relay=relay,
+        relay_database_url=relay_url,
+        statement_cache=settings.database_statement_cache,
+        tokens=tokens_of(settings),
+        quotas=quotas_of(settings),
     )
     log.info(
         "serving on http://%s:%d (API under /api/v1, docs at /api/docs, metrics at /metrics); "

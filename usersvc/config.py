@@ -20,6 +20,9 @@ DEFAULTS: Mapping[str, str] = {
     "USERSVC_DATABASE_URL": "",
     "USERSVC_MIGRATE_DATABASE_URL": "",  # the schema owner's; unset: USERSVC_DATABASE_URL's
     "USERSVC_DATABASE_WAIT": "30",
+    "USERSVC_DATABASE_STATEMENT_CACHE": "100",  # prepared statements a connection keeps
+    "USERSVC_RELAY_DATABASE_URL": "",  # a direct connection; unset: USERSVC_DATABASE_URL
+    "USERSVC_RELAY": "on",  # off: this process serves only; `usersvc relay` runs elsewhere
     "USERSVC_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
     "USERSVC_AMQP_EXCHANGE": "users",
     "USERSVC_AMQP_QUEUE": "users",
@@ -127,6 +130,13 @@ def _count(name: str, raw: str) -> int:
     return int(raw)
 
 
+def _on_off(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in {"on", "off"}:
+        raise SettingError(name, f"{raw!r} is not on or off")
+    return value == "on"
+
+
 def _not_empty(name: str, raw: str) -> str:
     if not raw.strip():
         raise SettingError(name, "is empty")
@@ -202,6 +212,11 @@ class Settings:
     relay_port: int = 8001  # where `usersvc relay` serves its probes and metrics
     # The role that owns the schema, for migrations; None: database_url's role does both.
     migrate_database_url: str | None = None
+    database_statement_cache: int = int(DEFAULTS["USERSVC_DATABASE_STATEMENT_CACHE"])
+    # The relay's session (its advisory lock, LISTEN) and migrations: a direct connection
+    # where USERSVC_DATABASE_URL goes through a pooler in transaction mode. None: that URL.
+    relay_database_url: str | None = None
+    relay: bool = True  # serving processes run a relay too (one of all leads)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -216,6 +231,10 @@ class Settings:
         if auth == "jwt" and issuer is None:
             raise SettingError("USERSVC_AUTH_ISSUER", "is required with USERSVC_AUTH=jwt")
         migrate_database_url = get("USERSVC_MIGRATE_DATABASE_URL").strip()
+        relay_url = get("USERSVC_RELAY_DATABASE_URL").strip()
+        if relay_url and not database_url:
+            # The embedded development database has no pooler in front of it.
+            raise SettingError("USERSVC_RELAY_DATABASE_URL", "needs USERSVC_DATABASE_URL too")
         return cls(
             database_url=(
                 _url("USERSVC_DATABASE_URL", database_url, ("postgresql", "postgres"))
@@ -254,4 +273,13 @@ class Settings:
                 if migrate_database_url
                 else None
             ),
+            database_statement_cache=_count(
+                "USERSVC_DATABASE_STATEMENT_CACHE", get("USERSVC_DATABASE_STATEMENT_CACHE")
+            ),
+            relay_database_url=(
+                _url("USERSVC_RELAY_DATABASE_URL", relay_url, ("postgresql", "postgres"))
+                if relay_url
+                else None
+            ),
+            relay=_on_off("USERSVC_RELAY", get("USERSVC_RELAY")),
         )

@@ -153,7 +153,8 @@ class Worker(GunicornUVLoopWebWorker):
 
 
 async def app() -> web.Application:
-    """One worker's app: the API and a relay (one relay of all the workers leads).
+    """One worker's app: the API and a relay (one relay of all the workers leads; none
+    with USERSVC_RELAY=off).
 
     Needs USERSVC_DATABASE_URL (no embedded PostgreSQL in production) and a migrated
     database: gunicorn does not migrate (run ``usersvc migrate`` once, before).
@@ -167,15 +168,24 @@ async def app() -> web.Application:
     if not settings.database_url:
         raise RuntimeError("USERSVC_DATABASE_URL is not set: gunicorn needs a real database")
     configure_tracing()  # in the worker (after the fork): the span exporter's thread is its own
-    relay = RelaySettings(
-        amqp_url=settings.amqp_url, exchange=settings.amqp_exchange, queue=settings.amqp_queue
+    relay = (
+        RelaySettings(
+            amqp_url=settings.amqp_url, exchange=settings.amqp_exchange, queue=settings.amqp_queue
+        )
+        if settings.relay
+        else None  # USERSVC_RELAY=off: `usersvc relay` publishes the outbox elsewhere
     )
     log.info(
         "worker ready: database %s; broker %s",
         mask_password(settings.database_url),
-        mask_password(settings.amqp_url),
+        "not used (USERSVC_RELAY=off)" if relay is None else mask_password(settings.amqp_url),
     )
     warn_if_open(settings)
     return create_app(
-        settings.database_url, relay=relay, tokens=tokens_of(settings), quotas=quotas_of(settings)
+        settings.database_url,
+        relay=relay,
+        relay_database_url=settings.relay_database_url,
+        statement_cache=settings.database_statement_cache,
+        tokens=tokens_of(settings),
+        quotas=quotas_of(settings),
     )

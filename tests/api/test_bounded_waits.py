@@ -71,9 +71,9 @@ async def test_beyond_the_concurrency_limit_a_request_waits_then_gets_a_503(
 
 
 async def test_a_lock_held_past_the_lock_timeout_is_a_503_and_changes_nothing(
-    aiohttp_client, database_url: str, tables, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client, database_url: str, tables, session_setting
 ):
-    monkeypatch.setitem(pool_module.SERVER_SETTINGS, "lock_timeout", "500ms")
+    await session_setting("lock_timeout", "500ms")
     api = await aiohttp_client(create_app(database_url))
     user_id = await create_user(api)
     before = await tables()
@@ -87,9 +87,9 @@ async def test_a_lock_held_past_the_lock_timeout_is_a_503_and_changes_nothing(
 
 
 async def test_a_statement_past_the_statement_timeout_is_a_503_and_changes_nothing(
-    aiohttp_client, database_url: str, tables, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client, database_url: str, tables, session_setting
 ):
-    monkeypatch.setitem(pool_module.SERVER_SETTINGS, "statement_timeout", "500ms")
+    await session_setting("statement_timeout", "500ms")
     api = await aiohttp_client(create_app(database_url))
     # this test's database only: inserting a user takes 5 s
     connection = await asyncpg.connect(database_url)

@@ -20,8 +20,9 @@ import pytest
 from attrs import frozen
 
 from tests.api.support import API, assert_error_shape, user_body
-from tests.conftest import copy_of
+from tests.conftest import copy_of, through_pooler
 from tests.telemetry.processes import REPO, environment, free_port, wait_ready
+from usersvc.db import pool as pool_module
 from usersvc.http.failures import BAD_REQUEST, HEADERS_TOO_LARGE, ErrorInfo
 
 CREATE = f"{API}/users/create_user"
@@ -139,7 +140,9 @@ def _exchange(port: int, data: bytes) -> bytes:
 def _start(kind: str, database_url: str, log: Path) -> Server:
     port = free_port()
     env = environment(
-        USERSVC_DATABASE_URL=database_url,
+        USERSVC_DATABASE_URL=through_pooler(database_url),
+        USERSVC_RELAY_DATABASE_URL=database_url,
+        USERSVC_DATABASE_STATEMENT_CACHE=str(pool_module.STATEMENT_CACHE),
         USERSVC_AMQP_URL=NO_BROKER,
         USERSVC_HOST="127.0.0.1",
         USERSVC_PORT=str(port),

@@ -67,9 +67,10 @@ def users(pool: asyncpg.Pool, queries: Queries) -> Users:
 
 @pytest.fixture
 async def start_relay(
-    pool: asyncpg.Pool, database_url: str, queries: Queries, settings: RelaySettings
+    pool: asyncpg.Pool, session_database_url: str, queries: Queries, settings: RelaySettings
 ) -> AsyncIterator[StartRelay]:
-    """Starts relays (cancelled at the end); keyword arguments override the settings."""
+    """Starts relays (cancelled at the end); keyword arguments override the settings.
+    Their sessions are on the database directly, their pool may go through a pooler."""
     tasks: list[asyncio.Task[None]] = []
 
     async def start(
@@ -81,7 +82,7 @@ async def start_relay(
     ) -> tuple[Any, asyncio.Task[None]]:
         relay = kind(
             relay_pool or pool,
-            relay_database_url or database_url,
+            relay_database_url or session_database_url,
             queries,
             evolve(settings, **overrides),
         )

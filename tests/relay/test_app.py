@@ -42,9 +42,15 @@ async def _until(predicate, within: float = 10.0) -> None:
 
 
 async def test_a_command_through_the_api_reaches_the_broker_with_its_requests_traceparent(
-    aiohttp_client, database_url: str, settings: RelaySettings, consumer: Consumer
+    aiohttp_client,
+    database_url: str,
+    session_database_url: str,
+    settings: RelaySettings,
+    consumer: Consumer,
 ) -> None:
-    client = await aiohttp_client(create_app(database_url, relay=settings))
+    client = await aiohttp_client(
+        create_app(database_url, relay=settings, relay_database_url=session_database_url)
+    )
     response = await client.post(
         f"{API}/users/create_user", json=_user(1), headers={"traceparent": TRACEPARENT}
     )
@@ -60,9 +66,15 @@ async def test_a_command_through_the_api_reaches_the_broker_with_its_requests_tr
 
 
 async def test_the_health_check_reports_the_broker_the_lead_and_an_empty_backlog(
-    aiohttp_client, database_url: str, settings: RelaySettings, consumer: Consumer
+    aiohttp_client,
+    database_url: str,
+    session_database_url: str,
+    settings: RelaySettings,
+    consumer: Consumer,
 ) -> None:
-    client = await aiohttp_client(create_app(database_url, relay=settings))
+    client = await aiohttp_client(
+        create_app(database_url, relay=settings, relay_database_url=session_database_url)
+    )
     await client.post(f"{API}/users/create_user", json=_user(2))
     await consumer.wait_count(1)
 
@@ -80,13 +92,18 @@ async def test_the_health_check_reports_the_broker_the_lead_and_an_empty_backlog
 async def test_while_the_broker_is_unreachable_commands_succeed_and_health_stays_ok(
     aiohttp_client,
     database_url: str,
+    session_database_url: str,
     settings: RelaySettings,
     consumer: Consumer,
     proxy: Proxy,
 ) -> None:
     commands = 3
     client = await aiohttp_client(
-        create_app(database_url, relay=evolve(settings, amqp_url=proxy.url))
+        create_app(
+            database_url,
+            relay=evolve(settings, amqp_url=proxy.url),
+            relay_database_url=session_database_url,
+        )
     )
     proxy.cut()
 

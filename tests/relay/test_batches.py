@@ -21,7 +21,7 @@ StartRecorded = Callable[..., Any]
 
 @pytest.fixture
 async def recorded_relay(
-    pool: asyncpg.Pool, database_url: str, queries: Queries, settings: RelaySettings
+    pool: asyncpg.Pool, session_database_url: str, queries: Queries, settings: RelaySettings
 ) -> AsyncIterator[tuple[list[list[str]], StartRecorded]]:
     """A relay that records each published batch's event ids; settings overridable."""
     batches: list[list[str]] = []
@@ -32,7 +32,11 @@ async def recorded_relay(
 
     def start(**overrides: Any) -> Relay:
         relay = Relay(
-            pool, database_url, queries, evolve(settings, **overrides), on_published=on_published
+            pool,
+            session_database_url,
+            queries,
+            evolve(settings, **overrides),
+            on_published=on_published,
         )
         tasks.append(asyncio.create_task(relay.run()))
         return relay

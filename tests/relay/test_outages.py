@@ -156,13 +156,13 @@ async def test_a_relay_that_loses_its_database_resumes_and_loses_nothing(
     users: Users,
     consumer: Consumer,
     start_relay: StartRelay,
-    database_url: str,
+    session_database_url: str,
     pool: asyncpg.Pool,
     queries: Queries,
 ) -> None:
     # The relay's own connection (lock, LISTEN, batches) goes through a proxy to cut;
     # the commands' pool does not, so they go on meanwhile.
-    db_proxy = Proxy(database_url)
+    db_proxy = Proxy(session_database_url)
     await db_proxy.start()
     try:
         relay, _ = await start_relay(relay_database_url=db_proxy.url)

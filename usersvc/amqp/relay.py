@@ -124,6 +124,19 @@ class BrokerConnectionLostError(ConnectionError):
     pass
 
 
+class PoolerRefusedError(ConnectionError):
+    """The relay's database URL leads to a pooler in transaction mode (PgBouncer), which
+    refuses the session settings: it would not keep the session the lock and LISTEN
+    live in. Retried like an outage, and said once, until someone fixes the setting."""
+
+    def __init__(self, refusal: str) -> None:
+        super().__init__(
+            f"{refusal}: the relay needs a direct connection to PostgreSQL (its advisory "
+            "lock and LISTEN live in the session), not a pooler in transaction mode; set "
+            "USERSVC_RELAY_DATABASE_URL"
+        )
+
+
 async def outbox_backlog(pool: asyncpg.Pool, queries: Queries) -> int:
     """Events committed and not yet confirmed by the broker."""
     return await pool.fetchval(queries.relay_count_backlog)
@@ -280,24 +293,29 @@ class Relay:
         return f"connected again after {lasted:.1f} s"
 
     async def _connect_db(self) -> asyncpg.Connection:
-        connection = await asyncpg.connect(
-            self._database_url,
-            timeout=self._settings.connect_timeout,
-            command_timeout=self._settings.db_command_timeout or None,
-            server_settings={
-                "application_name": "usersvc-relay",
-                # The lock is the session's: if this host vanishes without closing the
-                # connection, the server ends the session (freeing the lead) in ~30 s
-                # rather than after the system's default of hours.
-                "tcp_keepalives_idle": "15",
-                "tcp_keepalives_interval": "5",
-                "tcp_keepalives_count": "3",
-                # Deleting sent rows need not wait for the WAL to reach disk: a
-                # deletion lost in a database crash only sends those events again, which
-                # at-least-once allows, and every batch is one fsync shorter.
-                "synchronous_commit": "off",
-            },
-        )
+        try:
+            connection = await asyncpg.connect(
+                self._database_url,
+                timeout=self._settings.connect_timeout,
+                command_timeout=self._settings.db_command_timeout or None,
+                server_settings={
+                    "application_name": "usersvc-relay",
+                    # The lock is the session's: if this host vanishes without closing the
+                    # connection, the server ends the session (freeing the lead) in ~30 s
+                    # rather than after the system's default of hours.
+                    "tcp_keepalives_idle": "15",
+                    "tcp_keepalives_interval": "5",
+                    "tcp_keepalives_count": "3",
+                    # Deleting sent rows need not wait for the WAL to reach disk: a
+                    # deletion lost in a database crash only sends those events again,
+                    # which at-least-once allows, and every batch is one fsync shorter.
+                    "synchronous_commit": "off",
+                },
+            )
+        except asyncpg.ProtocolViolationError as error:
+            if "unsupported startup parameter" in str(error):
+                raise PoolerRefusedError(str(error)) from None
+            raise
         try:
             await init_connection(connection)  # the outbox's jsonb, read as the pool reads it
         except BaseException:

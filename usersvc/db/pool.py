@@ -1,4 +1,9 @@
-"""The asyncpg pool, with JSON done by orjson, and every wait on the database bounded."""
+"""The asyncpg pool, with JSON done by orjson, and every wait on the database bounded.
+
+The pool may connect through PgBouncer in transaction mode (docs/operations.md,
+"PgBouncer"): its statement cache can be turned off, and where the server refuses the
+session settings as startup parameters they come from the role's defaults instead.
+"""
 
 import asyncio
 import contextlib
@@ -9,6 +14,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from usersvc.db.queries import load
 from usersvc.serialization import dumps
 from usersvc.telemetry import metrics
 
@@ -26,6 +32,11 @@ SERVER_SETTINGS = {
     "idle_in_transaction_session_timeout": "60s",
 }
 COMMAND_TIMEOUT = 20.0
+# Prepared statements kept per connection (asyncpg's default). 0 turns the cache off, for
+# a pooler that cannot keep prepared statements across transactions (PgBouncer before
+# 1.21, or with max_prepared_statements = 0): every query is then parsed again, on one
+# more round trip.
+STATEMENT_CACHE = 100
 # A connection beyond the pool's minimum that serves nothing for this long (up to twice
 # as long: see BoundedPool._sweep) is closed, so a quiet worker holds few connections.
 IDLE_LIFETIME = 300.0
@@ -268,10 +279,78 @@ class BoundedPool(asyncpg.Pool):
         return True
 
 
+class _Connector:
+    """``asyncpg.connect`` for a pool: with ``SERVER_SETTINGS`` as startup parameters,
+    unless the server refuses them, as PgBouncer does ("unsupported startup parameter");
+    from then on without them. The session then has the server's defaults for the role
+    in the database, which an operator sets to the same values (``ALTER ROLE ... IN
+    DATABASE ... SET``, docs/operations.md); the first such connection checks that they
+    are, and logs a WARNING naming each one that is not.
+
+    Not ``SET`` on each connection: through a pooler in transaction mode a session
+    setting lands on whichever server connection serves that statement, and stays
+    there for other clients. Not ``SET LOCAL`` in each transaction: a statement more
+    on every request.
+    """
+
+    def __init__(self) -> None:
+        self.startup_settings = True
+        self._checked = False
+
+    async def __call__(self, *args: Any, server_settings: dict[str, str], **kwargs: Any) -> Any:
+        if self.startup_settings:
+            try:
+                return await asyncpg.connect(*args, server_settings=server_settings, **kwargs)
+            except asyncpg.ProtocolViolationError as error:
+                if "unsupported startup parameter" not in str(error):
+                    raise
+                self.startup_settings = False
+        connection = await asyncpg.connect(*args, **kwargs)
+        if not self._checked:
+            self._checked = True
+            try:
+                await _check_session_settings(connection, server_settings)
+            except BaseException:
+                connection.terminate()
+                raise
+        return connection
+
+
+async def _check_session_settings(connection: asyncpg.Connection, wanted: dict[str, str]) -> None:
+    differing = await connection.fetch(
+        load().session_settings_not_as_wanted, list(wanted), list(wanted.values())
+    )
+    if not differing:
+        log.info(
+            "the database refuses session settings at connect (a pooler such as PgBouncer); "
+            "the server's defaults for the role carry them"
+        )
+        return
+    for row in differing:
+        log.warning(
+            "the database refuses session settings at connect (a pooler such as PgBouncer), "
+            "and its default %s is %s, not %s: ALTER ROLE %s IN DATABASE %s SET %s = '%s'",
+            row["name"],
+            row["setting"],
+            row["wanted"],
+            row["role"],
+            row["database"],
+            row["name"],
+            row["wanted"],
+        )
+
+
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, idle_lifetime: float = IDLE_LIFETIME
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    idle_lifetime: float = IDLE_LIFETIME,
+    statement_cache: int | None = None,
 ) -> asyncpg.Pool:
-    """A pool whose connections speak JSON; fails fast when the database is unreachable."""
+    """A pool whose connections speak JSON; fails fast when the database is unreachable.
+    ``statement_cache``: prepared statements kept per connection (``STATEMENT_CACHE``
+    unless given; 0: none)."""
     pool = BoundedPool(
         dsn,
         min_size=min_size,
@@ -286,6 +365,8 @@ async def create_pool(
         command_timeout=COMMAND_TIMEOUT,
         timeout=CONNECT_TIMEOUT,
         server_settings=SERVER_SETTINGS,
+        statement_cache_size=STATEMENT_CACHE if statement_cache is None else statement_cache,
+        connect=_Connector(),
     )
     pool.idle_lifetime = idle_lifetime
     return await pool

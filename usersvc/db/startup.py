@@ -32,11 +32,12 @@ def _hide(text: str, url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
-async def wait_for_database(url: str, within: float) -> int:
+async def wait_for_database(url: str, within: float, setting: str = "USERSVC_DATABASE_URL") -> int:
     """Connect once (then close); retry with backoff for ``within`` seconds.
 
     Returns the attempts it took. Raises :class:`DatabaseUnreachableError` when the time
-    is up, and :class:`SettingError` for a URL the driver refuses to use at all.
+    is up, and :class:`SettingError` (naming ``setting``) for a URL the driver refuses
+    to use at all.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -53,7 +54,7 @@ async def wait_for_database(url: str, within: float) -> int:
                 f" (sslrootcert, sslmode and the host name in {mask_password(url)})",
             ) from None
         except (ValueError, asyncpg.ClientConfigurationError) as error:
-            raise SettingError("USERSVC_DATABASE_URL", _hide(str(error), url)) from None
+            raise SettingError(setting, _hide(str(error), url)) from None
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             if loop.time() + delay > deadline:
                 raise DatabaseUnreachableError(

@@ -322,9 +322,11 @@ def add_probes(app: web.Application) -> None:
     app.router.add_get(probes.READYZ, readyz, allow_head=False)
 
 
-def _database(database_url: str, pool_min_size: int) -> Context:
+def _database(database_url: str, pool_min_size: int, statement_cache: int | None) -> Context:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        pool = await create_pool(database_url, min_size=pool_min_size)
+        pool = await create_pool(
+            database_url, min_size=pool_min_size, statement_cache=statement_cache
+        )
         metrics.track_pool(pool)
         app[POOL] = pool
         app[USERS] = Users(pool, app[QUERIES])
@@ -384,12 +386,16 @@ def create_app(
     pool_min_size: int = 2,
     max_concurrency: int = DEFAULT_LIMIT,
     queue_wait: float = DEFAULT_WAIT,
+    relay_database_url: str | None = None,
+    statement_cache: int | None = None,
     tokens: Tokens | None = None,
     quotas: Quotas | None = None,
 ) -> web.Application:
-    """The API; with ``relay`` settings the outbox relay runs in this process too.
+    """The API; with ``relay`` settings the outbox relay runs in this process too, its
+    session on ``relay_database_url`` (a direct connection; default ``database_url``).
     At most ``max_concurrency`` requests run at once; others wait up to ``queue_wait``
     seconds, then get 503 (the health check, the probes and /metrics never wait).
+    ``statement_cache``: prepared statements a pool connection keeps (0: none).
 
     ``tokens``: callers must show a bearer token with the operation's scope
     (``USERSVC_AUTH=jwt``); without, every caller may do everything. ``quotas``: each
@@ -404,9 +410,9 @@ def create_app(
     app[QUERIES] = load()
     app.router.add_get("/metrics", metrics.metrics_handler(_outbox_stats))
     app.cleanup_ctx.append(_callers(gate))
-    app.cleanup_ctx.append(_database(database_url, pool_min_size))
+    app.cleanup_ctx.append(_database(database_url, pool_min_size, statement_cache))
     if relay is not None:
-        app.cleanup_ctx.append(_relay(database_url, relay))
+        app.cleanup_ctx.append(_relay(relay_database_url or database_url, relay))
     add_routes(app, access)
     openapi.setup(app)
     return app
