@@ -8,13 +8,16 @@ import aiohttp
 import pytest
 import redis
 from aiohttp.test_utils import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from limits import parse_many
 
 from tests.api.support import API, MISSING_USER, expect_error
 from tests.auth.conftest import Service
 from tests.auth.support import Key, Provider, bearer, claims, sign
 from tests.telemetry.processes import environment, free_port, stop, usersvc, wait_ready
 from usersvc.http.app import create_app
-from usersvc.http.quotas import LocalQuotas, parse_limits
+from usersvc.http.quotas import Budget, LocalQuotas, lease_size, parse_limits
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LOOKUP = API + "/users?email=someone@example.com"
@@ -118,3 +121,19 @@ async def test_with_redis_two_processes_share_one_budget(
                 client.delete(found)
     assert first == [200, 200, 200]
     assert second == ([200, 429, 429] if shared else [200, 200, 200]), outputs
+
+
+@settings(max_examples=40, deadline=None)
+@given(limit=st.integers(min_value=1, max_value=3000))
+async def test_leases_keep_a_budget_within_a_hundredth_of_its_limit(limit: int):
+    """Within one window a caller gets its limit, less at most a lease, never more."""
+    quotas = LocalQuotas(parse_limits(f"{limit}/hour", "1/hour"))
+    allowed = 0
+    for _ in range(2 * limit + 5):
+        if await quotas.spend(Budget.GENERAL, "caller") is None:
+            allowed += 1
+    assert limit - lease_size(parse_many(f"{limit}/hour")) < allowed <= limit
+    # and once refused, refused with the seconds until the window has room
+    wait = await quotas.spend(Budget.GENERAL, "caller")
+    assert wait is not None
+    assert 1 <= wait <= 3600

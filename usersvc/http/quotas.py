@@ -3,13 +3,22 @@
 Every operation spends from the caller's general budget; the reads that return
 personal data by contact or in bulk (look-ups, batch gets, listing pages) spend from
 a smaller budget of their own instead, so enumerating users is slow while ordinary
-use never meets a limit. Fixed windows: the cheapest count there is (one increment a
-request), and a burst at a window's edge is still bounded by twice the limit.
+use never meets a limit. Fixed windows: the cheapest count there is, and a burst at a
+window's edge is still bounded by twice the limit.
 
-In memory by default (each process counts its own); with a Redis or Valkey URL the
-replicas and workers of a fleet share one budget. Should that server not answer,
-requests pass uncounted (a quota is a brake, not a reason to fail) and a warning says
-so, at most every ``RETRY_STORAGE_AFTER`` seconds, while the server is left alone.
+The counts are the library's, in its memory storage by default (each process counts
+its own) or in Redis/Valkey, where every replica and worker of a fleet spends from one
+budget. A process takes requests from a budget a few at a time, a **lease** of at most
+a hundredth of the smallest limit (one request at a time under a limit of 100), and
+spends them without asking the storage again: one count in ten per request under the
+default limit of 1000 a second, a tenth of the cost (and of the Redis round trips). So a
+budget may run over by a hundredth of its limit per process (a lease taken as a window
+ends is spent in the next), and a caller near its limit may be refused up to a
+hundredth early (a lease the count refuses is counted whole, as the library counts).
+
+Should the Redis server not answer, requests pass uncounted (a quota is a brake, not a
+reason to fail) and a warning says so, at most every ``RETRY_STORAGE_AFTER`` seconds,
+while the server is left alone.
 """
 
 import logging
@@ -30,6 +39,8 @@ log = logging.getLogger(__name__)
 
 RETRY_STORAGE_AFTER = 5.0  # seconds without asking a storage that failed
 STORAGE_TIMEOUT = 0.5  # seconds for a Redis round trip (a connect, a count)
+LEASE_SHARE = 100  # a lease is at most 1/100 of a budget's smallest limit
+FORGET_LEASES_PAST = 10_000  # leases kept before the spent and expired are swept
 
 
 class Budget(StrEnum):
@@ -44,24 +55,75 @@ def parse_limits(general: str, lookups: str) -> Limits:
     return {Budget.GENERAL: parse_many(general), Budget.LOOKUPS: parse_many(lookups)}
 
 
+def lease_size(items: Sequence[RateLimitItem]) -> int:
+    """Requests taken from the storage at once: a hundredth of the smallest limit."""
+    return max(1, min(item.amount for item in items) // LEASE_SHARE)
+
+
 def _wait(reset_time: float) -> int:
     """Whole seconds until the window resets, at least 1 (``Retry-After``)."""
     return max(1, math.ceil(reset_time - time.time()))
 
 
-class LocalQuotas:
-    """Counts in this process's memory."""
+class _Lease:
+    """Requests a caller may still make from a budget without a count, until ``until``."""
+
+    __slots__ = ("left", "until")
+
+    def __init__(self, left: int, until: float) -> None:
+        self.left = left
+        self.until = until
+
+
+class _Leases:
+    """The spending of leases, the same whatever counts them."""
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
-        self._limiter = FixedWindowRateLimiter(MemoryStorage())
+        self._sizes = {budget: lease_size(items) for budget, items in limits.items()}
+        # A lease never outlives its budget's shortest window: a new window, a new count.
+        self._terms = {b: min(i.get_expiry() for i in items) for b, items in limits.items()}
+        self._leases: dict[tuple[Budget, str], _Lease] = {}
 
     async def spend(self, budget: Budget, caller: str) -> int | None:
         """One request of ``caller`` from ``budget``: None when within it, else the
         seconds until it has room again."""
+        lease = self._leases.get((budget, caller))
+        if lease is not None and lease.left and time.monotonic() < lease.until:
+            lease.left -= 1
+            return None
+        size = self._sizes[budget]
+        wait = await self._count(budget, caller, size)
+        if wait is None:
+            self._lease(budget, caller, size - 1)
+        return wait
+
+    def _lease(self, budget: Budget, caller: str, left: int) -> None:
+        now = time.monotonic()
+        leases = self._leases
+        if len(leases) >= FORGET_LEASES_PAST:
+            for key in [k for k, v in leases.items() if not v.left or v.until <= now]:
+                del leases[key]
+        if left:
+            leases[budget, caller] = _Lease(left, now + self._terms[budget])
+        else:
+            leases.pop((budget, caller), None)
+
+    async def _count(self, budget: Budget, caller: str, cost: int) -> int | None:
+        raise NotImplementedError
+
+
+class LocalQuotas(_Leases):
+    """Counts in this process's memory (the library's memory storage)."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__(limits)
+        self._limiter = FixedWindowRateLimiter(MemoryStorage())
+
+    async def _count(self, budget: Budget, caller: str, cost: int) -> int | None:
         limiter = self._limiter
         for item in self._limits[budget]:
-            if not limiter.hit(item, budget, caller):
+            if not limiter.hit(item, budget, caller, cost=cost):
                 return _wait(limiter.get_window_stats(item, budget, caller).reset_time)
         return None
 
@@ -69,11 +131,11 @@ class LocalQuotas:
         pass
 
 
-class SharedQuotas:
+class SharedQuotas(_Leases):
     """Counts in Redis or Valkey, shared by every process that names the same server."""
 
     def __init__(self, limits: Limits, url: str) -> None:
-        self._limits = limits
+        super().__init__(limits)
         # Valkey speaks Redis's protocol: one client for both.
         url = url.replace("valkey", "redis", 1)
         self._pool = redis.asyncio.ConnectionPool.from_url(
@@ -89,13 +151,13 @@ class SharedQuotas:
         self._shared = SharedLimiter(storage)
         self._skip_until = 0.0
 
-    async def spend(self, budget: Budget, caller: str) -> int | None:
+    async def _count(self, budget: Budget, caller: str, cost: int) -> int | None:
         if time.monotonic() < self._skip_until:
             return None
         limiter = self._shared
         try:
             for item in self._limits[budget]:
-                if not await limiter.hit(item, budget, caller):
+                if not await limiter.hit(item, budget, caller, cost=cost):
                     stats = await limiter.get_window_stats(item, budget, caller)
                     return _wait(stats.reset_time)
         except StorageError as error:
