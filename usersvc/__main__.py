@@ -80,6 +80,8 @@ settings (environment variables; the command line wins for host and port):
   USERSVC_RATE_LIMIT     each caller's requests ({rate_limit})
   USERSVC_RATE_LIMIT_LOOKUPS  look-ups, batch gets, listing pages ({lookups})
   USERSVC_RATE_LIMIT_STORAGE  memory:// (each process counts) or redis://host:6379/0
+  USERSVC_MAX_CONNECTIONS, USERSVC_MAX_CONNECTIONS_PER_PEER  connections kept open, in all
+                         and per peer address ({connections}, {per_peer}; 0: no bound)
   USERSVC_DRAIN_SECONDS  after SIGTERM or SIGINT, seconds to go on serving with /readyz
                          answering 503, before the listener closes ({drain})
   USERSVC_RELAY_PORT     where 'usersvc relay' serves /metrics, /livez, /readyz ({relay_port})
@@ -105,6 +107,8 @@ work.""".format(
     audience=DEFAULTS["USERSVC_AUTH_AUDIENCE"],
     rate_limit=DEFAULTS["USERSVC_RATE_LIMIT"],
     lookups=DEFAULTS["USERSVC_RATE_LIMIT_LOOKUPS"],
+    connections=DEFAULTS["USERSVC_MAX_CONNECTIONS"],
+    per_peer=DEFAULTS["USERSVC_MAX_CONNECTIONS_PER_PEER"],
     drain=DEFAULTS["USERSVC_DRAIN_SECONDS"],
     relay_port=DEFAULTS["USERSVC_RELAY_PORT"],
 )
