@@ -44,7 +44,8 @@ def environment(**values: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("USERSVC_", "OTEL_", "PROMETHEUS_", "WEB_CONCURRENCY"))
     }
-    return kept | {"USERSVC_LOG_FORMAT": "json"} | values
+    # The tests choose who may call, as production must (gunicorn refuses to choose).
+    return kept | {"USERSVC_LOG_FORMAT": "json", "USERSVC_AUTH": "none"} | values
 
 
 class Group:

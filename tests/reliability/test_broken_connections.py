@@ -78,13 +78,19 @@ _conflict = command(
 )
 _delete = command("delete_temporarily", lambda known: {"user_id": known["user_id"]})
 
+# A DataRow of one column of one byte, true: create_user's answer when it inserted.
+CREATED_ROW = b"D\x00\x00\x00\x0b\x00\x01\x00\x00\x00\x01\x01"
+# A DataRow of two one-byte columns: change_contacts' (email taken, phone taken).
+TAKEN_ROW = b"D\x00\x00\x00\x10\x00\x02\x00\x00\x00\x01"
+
 # where the connection breaks: (name, request, direction, the bytes that trigger it,
 # whether those bytes still pass)
 BREAKS: list[tuple[str, Request, str, bytes, bool]] = [
     ("statement: locking the user", _delete, "to_server", b"FOR UPDATE OF u", False),
     ("statement: writing the change", _delete, "to_server", b"UPDATE users SET status", False),
     ("statement: a create (autocommit)", _create, "to_server", b"INSERT INTO outbox", False),
-    ("statement: a create's answer lost", _create, "to_client", b"INSERT 0 1\x00", False),
+    # create_user answers one row (true: inserted), in a portal that stays suspended
+    ("statement: a create's answer lost", _create, "to_client", CREATED_ROW, False),
     ("statement: a read", _get, "to_server", b"FROM user_with_linked_accounts u", False),
     ("statement: the health check", _health, "to_server", b"SELECT 1", False),
     ("idle in transaction: after locking", _delete, "to_client", b"SELECT 1\x00", True),
@@ -92,8 +98,10 @@ BREAKS: list[tuple[str, Request, str, bytes, bool]] = [
     ("begin", _delete, "to_server", b"BEGIN", False),
     ("commit: never arrives", _delete, "to_server", b"COMMIT", False),
     ("commit: done, its answer lost", _delete, "to_client", b"COMMIT\x00", False),
-    ("rollback after a unique violation", _conflict, "to_server", b"ROLLBACK", False),
-    ("rollback: the violation's answer", _conflict, "to_client", b"23505", True),
+    # a taken contact is found by change_contacts' own statement (no server error), whose
+    # row says which; the transaction then commits, having written nothing
+    ("a conflict: the check's answer lost", _conflict, "to_client", TAKEN_ROW, False),
+    ("a conflict: its commit never arrives", _conflict, "to_server", b"COMMIT", False),
 ]
 
 
