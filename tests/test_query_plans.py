@@ -11,6 +11,12 @@ from usersvc.db.queries import Queries
 PLANS = {
     "find_user_by_email": (("ivan@example.com",), "users_email_key"),
     "find_user_by_phone": ((79161234567,), "users_phone_key"),
+    # Many ids at once: each one looked up by the primary key, in the order asked.
+    "load_users": (
+        ("{3fa85f64-5717-4562-b3fc-2c963f66afa6,6f1c1e4b-58c4-4b8e-9c43-1f0f0a9a7d21}",),
+        "users_pkey",
+    ),
+    "find_user_by_linked_account": (("vk", "vk.com/durov"), "users_pkey"),
     "list_users": (("-infinity", "00000000-0000-0000-0000-000000000000", 21), "users_created_at"),
     "list_users_by_status": (
         ("active", "-infinity", "00000000-0000-0000-0000-000000000000", 21),
@@ -71,4 +77,14 @@ async def test_an_idempotency_key_query_reads_the_keys_through_an_index(
         await connection.execute("SET enable_seqscan = off")
         shown = await plan(connection, queries, name, KEY_PLANS)
     assert KEY_PLANS[name][1] in shown, shown
+    assert "Seq Scan" not in shown, shown
+
+
+async def test_the_look_up_by_linked_account_finds_the_account_by_its_link_key_index(
+    pool: asyncpg.Pool, queries: Queries
+):
+    async with pool.acquire() as connection:
+        await connection.execute("SET enable_seqscan = off")
+        shown = await plan(connection, queries, "find_user_by_linked_account")
+    assert "Index Scan using linked_accounts_link_key_key on linked_accounts la" in shown, shown
     assert "Seq Scan" not in shown, shown
