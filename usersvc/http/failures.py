@@ -18,6 +18,8 @@ class ErrorInfo:
     status: int
     code: str
     message: str
+    # The headers this answer carries besides X-Request-ID (the document declares them).
+    headers: tuple[str, ...] = ()
 
 
 FAILURES: Mapping[type, ErrorInfo] = {
@@ -48,7 +50,7 @@ FAILURES: Mapping[type, ErrorInfo] = {
 
 # The shell's answers: what no domain rule decides.
 NOT_FOUND = ErrorInfo(404, "not_found", "Not found")
-METHOD_NOT_ALLOWED = ErrorInfo(405, "method_not_allowed", "Method not allowed")
+METHOD_NOT_ALLOWED = ErrorInfo(405, "method_not_allowed", "Method not allowed", ("Allow",))
 REQUEST_TIMEOUT = ErrorInfo(408, "request_timeout", "The request body came too slowly")
 PAYLOAD_TOO_LARGE = ErrorInfo(413, "payload_too_large", "Request body is larger than 1 MiB")
 UNSUPPORTED_MEDIA_TYPE = ErrorInfo(
@@ -56,7 +58,7 @@ UNSUPPORTED_MEDIA_TYPE = ErrorInfo(
 )
 INTERNAL_ERROR = ErrorInfo(500, "internal_error", "Internal server error")
 SERVICE_UNAVAILABLE = ErrorInfo(
-    503, "service_unavailable", "The database is unavailable, try again later"
+    503, "service_unavailable", "The database is unavailable, try again later", ("Retry-After",)
 )
 # Idempotent retries (the Idempotency-Key header of every command).
 IDEMPOTENCY_KEY_REUSED = ErrorInfo(
@@ -71,7 +73,9 @@ REQUEST_IN_PROGRESS = ErrorInfo(
 )
 IDEMPOTENT = (IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS)
 # The same code as a lost database: either way the client waits Retry-After and retries.
-OVERLOADED = ErrorInfo(503, "service_unavailable", "The service is busy, try again later")
+OVERLOADED = ErrorInfo(
+    503, "service_unavailable", "The service is busy, try again later", ("Retry-After",)
+)
 
 # Requests aiohttp's HTTP parser refuses before the app sees them (answered by
 # usersvc.http.server): the connection is closed after the answer.

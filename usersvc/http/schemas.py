@@ -12,7 +12,7 @@ failure table.
 """
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from marshmallow import (
@@ -27,7 +27,6 @@ from marshmallow import (
 
 from usersvc.domain import commands
 from usersvc.domain.model import SocialNetwork, UserStatus
-from usersvc.http.failures import ErrorInfo
 
 MISSING = "Field required"
 STRING = "Input should be a valid string"
@@ -399,15 +398,24 @@ class HealthSchema(Out):
 
 
 def _status(status: int) -> fields.Field:
-    return _out(fields.Integer, metadata={"description": "the HTTP status", "example": status})
+    return _out(
+        fields.Integer,
+        validate=validate.OneOf([status]),
+        metadata={"description": "the HTTP status"},
+    )
 
 
 def _success(name: str, status: int, result: fields.Field) -> type[Schema]:
     return Out.from_dict({"status": _status(status), "result": result}, name=name)
 
 
-# ``null`` and nothing else: OpenAPI 3.0 has no null type, so a nullable enum of null.
-_NULL = fields.Raw(required=True, allow_none=True, metadata={"enum": [None], "nullable": True})
+# ``null`` and nothing else. OpenAPI 3.0 has no null type: a nullable enum of null alone,
+# typed (generators drop a schema without a type; TypeScript's reads it as ``null``).
+_NULL = fields.Raw(
+    required=True,
+    allow_none=True,
+    metadata={"type": "string", "enum": [None], "nullable": True, "description": "always null"},
+)
 
 DONE = _success("Done", 200, _NULL)
 CREATED = _success(
@@ -447,34 +455,3 @@ class ValidationErrorSchema(Out):
     """422 in FastAPI's shape: every problem of the request at once."""
 
     detail = _out(fields.List, cls_or_instance=fields.Nested(ValidationIssueSchema))
-
-
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
-def error_envelope(operation_id: str, answers: Iterable[ErrorInfo]) -> type[Schema]:
-    """The error envelope of one operation, its ``code`` an enum of what it can answer."""
-    codes = sorted({answer.code for answer in answers})
-    name = _camel(operation_id)
-    data = Out.from_dict(
-        {
-            "message": _out(fields.String, metadata={"description": "a human sentence"}),
-            "code": _out(fields.String, validate=validate.OneOf(codes)),
-        },
-        name=f"{name}ErrorData",
-    )
-    error = Out.from_dict(
-        {
-            "title": _out(fields.String, metadata={"example": "Error occurred"}),
-            "data": _out(fields.Nested, nested=data),
-        },
-        name=f"{name}ErrorBody",
-    )
-    return Out.from_dict(
-        {
-            "status": _out(fields.Integer, metadata={"description": "the HTTP status"}),
-            "error": _out(fields.Nested, nested=error),
-        },
-        name=f"{name}Error",
-    )
