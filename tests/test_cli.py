@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import AMQP_URL
 from tests.test_migrations import MIGRATIONS
+from usersvc.http.app import openapi_document
 
 STARTUP_SECONDS = 60
 
@@ -211,3 +212,19 @@ def test_with_no_database_configured_serve_starts_an_embedded_postgresql(
         output = _stop(process)
     assert "embedded development PostgreSQL" in output
     assert (tmp_path / ".pgdata" / "PG_VERSION").exists()
+
+
+def test_usersvc_openapi_prints_the_served_document_without_a_database():
+    # No database setting at all, and nothing listening where one would be.
+    env = _env(USERSVC_DATABASE_URL="postgresql://postgres@127.0.0.1:1/nope")
+    done = subprocess.run(
+        [sys.executable, "-m", "usersvc", "openapi"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == openapi_document()
+    assert done.stderr == ""

@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import signal
 import sys
@@ -21,7 +22,7 @@ from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.startup import DatabaseUnreachableError, wait_for_database
 from usersvc.http import server
-from usersvc.http.app import SERVER_OPTIONS, create_app
+from usersvc.http.app import SERVER_OPTIONS, create_app, openapi_document
 from usersvc.telemetry import metrics
 from usersvc.telemetry.logs import configure_logging
 from usersvc.telemetry.tracing import configure_tracing
@@ -30,7 +31,7 @@ log = logging.getLogger("usersvc")
 
 EMBEDDED_PGDATA = Path(".pgdata")
 SHUTDOWN_TIMEOUT = 10.0  # seconds for requests in flight at SIGTERM
-COMMANDS = ("serve", "migrate", "relay")
+COMMANDS = ("serve", "migrate", "relay", "openapi")
 
 # Exit codes: 2 for a setting that cannot work (as argparse does for a bad option),
 # 1 for what may work later (the database did not answer, the port is taken).
@@ -42,6 +43,7 @@ USAGE = """\
 usersvc [serve] [--host HOST] [--port PORT] [--no-relay]
        usersvc migrate
        usersvc relay
+       usersvc openapi
        usersvc --version"""
 
 EPILOG = """\
@@ -107,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
         help="apply pending migrations, then only publish the outbox",
         description="Apply pending migrations, then only publish the outbox to RabbitMQ.",
     )
+    commands.add_parser(
+        "openapi",
+        help="print the OpenAPI document the API serves (for client generators, linters)",
+        description="Print the OpenAPI document served at /api/docs/openapi.json; "
+        "needs no database.",
+    )
     return parser
 
 
@@ -160,6 +168,9 @@ async def _run_relay(database_url: str, relay_settings: RelaySettings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(_with_command(sys.argv[1:] if argv is None else argv))
+    if args.command == "openapi":
+        print(json.dumps(openapi_document(), indent=2))
+        return
     try:
         settings = Settings.from_env()
     except SettingError as error:
