@@ -206,14 +206,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     port = args.port or settings.port
     relay = None if args.no_relay else _relay_settings(settings)
     app = create_app(database_url, relay=relay)
-    log.info(
-        "serving on http://%s:%d (API under /api/v1, docs at /api/docs, metrics at /metrics); "
-        "database %s; broker %s",
-        host,
-        port,
-        mask_password(database_url),
-        "not used (--no-relay)" if relay is None else mask_password(settings.amqp_url),
-    )
+
+    def serving() -> None:  # once the port is ours: said before, it was said of a taken one
+        log.info(
+            "serving on http://%s:%d (API under /api/v1, docs at /api/docs, metrics at "
+            "/metrics); database %s; broker %s",
+            host,
+            port,
+            mask_password(database_url),
+            "not used (--no-relay)" if relay is None else mask_password(settings.amqp_url),
+        )
+
     # SIGTERM: stop accepting, let requests in flight finish (bounded), then the
     # cleanup: the relay after its current confirms, then the pool. Exit status 0.
     # (``server.run``: ``web.run_app`` with the runner that answers malformed requests
@@ -225,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             port=port,
             loop=loop,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
+            on_serving=serving,
             **SERVER_OPTIONS,  # header and body read timeouts
         )
     except OSError as error:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -121,10 +122,12 @@ def run(
     port: int,
     loop: asyncio.AbstractEventLoop,
     shutdown_timeout: float,
+    on_serving: Callable[[], None] | None = None,
     **options: Any,
 ) -> None:
     """``web.run_app`` with :class:`Runner` (``run_app`` always makes its own
-    ``AppRunner``): serve until SIGTERM or SIGINT, then shut down gracefully."""
+    ``AppRunner``): serve until SIGTERM or SIGINT, then shut down gracefully.
+    ``on_serving`` is called once the port is bound (an OSError raised here otherwise)."""
     runner = Runner(
         app,
         handle_signals=True,  # SIGTERM/SIGINT raise GracefulExit out of the loop
@@ -137,6 +140,8 @@ def run(
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
+            if on_serving is not None:
+                on_serving()
             await asyncio.Event().wait()  # until a signal
         finally:
             await runner.cleanup()  # requests in flight finish, then the app's cleanup
