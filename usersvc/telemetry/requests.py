@@ -25,9 +25,27 @@ def request_id(offered: str | None) -> str:
 
 
 def route_of(request: web.Request) -> str:
-    """The route template (``/api/v1/users/{user_id}``), never the raw path."""
-    resource = request.match_info.route.resource
-    return metrics.UNMATCHED if resource is None else resource.canonical
+    """The route template (``/api/v1/users/{user_id}``), never the raw path; a method the
+    path does not have (405) is counted under the path's route too."""
+    match_info = request.match_info
+    resource = match_info.route.resource
+    if resource is not None:
+        return resource.canonical
+    if isinstance(match_info.http_exception, web.HTTPMethodNotAllowed):
+        return _route_of_path(request)
+    return metrics.UNMATCHED
+
+
+def _route_of_path(request: web.Request) -> str:
+    """The template of the route whose path this is, whatever the method (only for a
+    405: aiohttp keeps no resource of a method it refused), as the router matches it."""
+    path = request.rel_url.path_safe
+    for resource in request.app.router.resources():
+        info = resource.get_info()
+        pattern = info.get("pattern")
+        if info.get("path") == path or (pattern is not None and pattern.fullmatch(path)):
+            return resource.canonical
+    return metrics.UNMATCHED
 
 
 class Measured:
