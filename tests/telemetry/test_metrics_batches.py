@@ -59,18 +59,19 @@ async def test_what_a_turn_counted_is_in_the_registry_once_the_turn_ends():
     in_flight = _value("usersvc_http_requests_in_flight")
     metrics.request_started()
     metrics.request_started()
-    metrics.observe_request("GET", "/test/turns", 200, 0.003)
-    metrics.observe_request("GET", "/test/turns", 200, 0.2)
-    metrics.request_ended()
+    metrics.request_started()
+    metrics.request_ended("GET", "/test/turns", 200, 0.003)
+    metrics.request_ended("GET", "/test/turns", 200, 0.2)
     assert _value("usersvc_http_requests_total", **labels) == before  # not yet
     await asyncio.sleep(0)  # the turn ends
     assert _value("usersvc_http_requests_total", **labels) == before + 2
     assert _value("usersvc_http_requests_in_flight") == in_flight + 1
     bucket = {"method": "GET", "route": "/test/turns", "le": "0.005"}
     assert _value("usersvc_http_request_duration_seconds_bucket", **bucket) == 1
-    metrics.request_ended()
+    metrics.request_ended("GET", "/test/turns", 200, 0.01)
     metrics.flush()  # as a scrape does first
     assert _value("usersvc_http_requests_in_flight") == in_flight
+    assert _value("usersvc_http_requests_total", **labels) == before + 3
 
 
 def test_without_a_running_loop_a_count_is_handed_over_at_once():

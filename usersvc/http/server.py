@@ -27,6 +27,7 @@ from aiohttp.web_request import BaseRequest
 from usersvc.http.failures import BAD_REQUEST, HEADERS_TOO_LARGE, ErrorInfo
 from usersvc.http.responses import answer
 from usersvc.telemetry import logs, metrics
+from usersvc.telemetry.context import CURRENT, Current
 from usersvc.telemetry.requests import REQUEST_ID_HEADER, request_id
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class EnvelopeRequestHandler(RequestHandler):
         started = time.perf_counter()
         info = refusal(exc)
         rid = request_id(None)
-        token = logs.REQUEST_ID.set(rid)
+        token = CURRENT.set(Current(rid, None))
         try:
             # The type only: the parser's message quotes the request's bytes (a header
             # value, a query string), which may be personal data.
@@ -87,7 +88,7 @@ class EnvelopeRequestHandler(RequestHandler):
                 response.content_length,
             )
         finally:
-            logs.REQUEST_ID.reset(token)
+            CURRENT.reset(token)
         return response
 
 

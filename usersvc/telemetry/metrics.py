@@ -218,8 +218,20 @@ def request_started() -> None:
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    """A request answered (``request_started`` was not necessarily called for it)."""
+    """A request answered that ``request_started`` did not count (one refused unread)."""
+    _observe(_turn, method, route, status, seconds)
+    _due()
+
+
+def request_ended(method: str, route: str, status: int, seconds: float) -> None:
+    """A request answered that ``request_started`` counted in flight."""
     turn = _turn
+    turn.in_flight -= 1
+    _observe(turn, method, route, status, seconds)
+    _due()
+
+
+def _observe(turn: _Turn, method: str, route: str, status: int, seconds: float) -> None:
     key = (method, route, status)
     turn.requests[key] = turn.requests.get(key, 0) + 1
     durations = turn.durations.get((method, route))
@@ -227,12 +239,6 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
         turn.durations[method, route] = [seconds]
     else:
         durations.append(seconds)
-    _due()
-
-
-def request_ended() -> None:
-    _turn.in_flight -= 1
-    _due()
 
 
 def count_command(command: str, outcome: str) -> None:

@@ -5,11 +5,11 @@ access line. The HTTP shell's one middleware begins and ends it around the handl
 import random
 import re
 import time
-from contextvars import Token
 
 from aiohttp import web
 
 from usersvc.telemetry import logs, metrics
+from usersvc.telemetry.context import CURRENT, Current
 from usersvc.telemetry.tracing import ServerSpan
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -56,8 +56,8 @@ class Measured:
     def __init__(self, request: web.Request) -> None:
         self._started = time.perf_counter()
         self.request_id = rid = request_id(request.headers.get(REQUEST_ID_HEADER))
-        self._token: Token[str | None] = logs.REQUEST_ID.set(rid)
-        self._span = ServerSpan.start(request)
+        span = self._span = ServerSpan.start(request)
+        self._token = CURRENT.set(Current(rid, None if span is None else span.unrecorded))
         metrics.request_started()
 
     def end(
@@ -69,11 +69,10 @@ class Measured:
     ) -> None:
         """``status``: what the client got (500 when an exception escaped, ``error``)."""
         seconds = time.perf_counter() - self._started
-        metrics.request_ended()
         route = route_of(request)
-        metrics.observe_request(request.method, route, status, seconds)
+        metrics.request_ended(request.method, route, status, seconds)
         size = None if response is None else response.content_length
         logs.access(request.method, route, status, seconds * 1000, size)  # in the span
         if self._span is not None:
             self._span.finish(status, response, error)
-        logs.REQUEST_ID.reset(self._token)
+        CURRENT.reset(self._token)
