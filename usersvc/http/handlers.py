@@ -32,7 +32,7 @@ from usersvc.http import cursors
 from usersvc.http.failures import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS, describe
 from usersvc.http.presenters import etag, present_row
 from usersvc.http.responses import answer, error, invalid, success
-from usersvc.http.schemas import CURSOR, Body, UserPath, UsersQuery
+from usersvc.http.schemas import CURSOR, Body, UserPath, UsersQuery, parse_uuid
 from usersvc.http.validation import Detail, load, parse_json, read_body
 from usersvc.telemetry import metrics
 from usersvc.telemetry.tracing import trace_headers
@@ -197,7 +197,7 @@ async def get_user(request: web.Request) -> web.Response:
     try:
         # What the schema's Uuid field does with a string, without a schema load per
         # request; the schema still judges (and words) whatever this refuses.
-        user_id = UUID(raw)
+        user_id = parse_uuid(raw)
     except ValueError:
         path = load(_user_path, {"user_id": raw}, "path")
         if not is_successful(path):
