@@ -3,7 +3,9 @@ show what counting each at once would have shown."""
 
 import asyncio
 import math
+import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
@@ -53,7 +55,7 @@ def _value(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def test_what_a_turn_counted_is_in_the_registry_once_the_turn_ends():
+async def test_what_a_turn_that_ended_requests_counted_is_in_the_registry_once_it_ends():
     labels = {"method": "GET", "route": "/test/turns", "status": "200"}
     before = _value("usersvc_http_requests_total", **labels)
     in_flight = _value("usersvc_http_requests_in_flight")
@@ -72,6 +74,37 @@ async def test_what_a_turn_counted_is_in_the_registry_once_the_turn_ends():
     metrics.flush()  # as a scrape does first
     assert _value("usersvc_http_requests_in_flight") == in_flight
     assert _value("usersvc_http_requests_total", **labels) == before + 3
+
+
+async def test_a_start_waits_for_an_end_or_for_hand_over_within(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    labels = {"method": "GET", "route": "/test/starts", "status": "200"}
+    before = _value("usersvc_http_requests_total", **labels)
+    in_flight = _value("usersvc_http_requests_in_flight")
+    in_use = _value("usersvc_db_pool_connections_in_use")
+    monkeypatch.setattr(metrics, "HAND_OVER_WITHIN", 60.0)
+    metrics.request_started()
+    metrics.acquired(time.perf_counter())
+    await asyncio.sleep(0)  # a turn with no request's end: nothing handed over
+    assert _value("usersvc_http_requests_in_flight") == in_flight
+    assert _value("usersvc_db_pool_connections_in_use") == in_use
+    metrics.released()
+    metrics.request_ended("GET", "/test/starts", 200, 0.001)
+    await asyncio.sleep(0)  # its end's turn: the start and the checkout with it
+    assert _value("usersvc_http_requests_total", **labels) == before + 1
+    assert _value("usersvc_http_requests_in_flight") == in_flight
+    # A request in flight for long: handed over within HAND_OVER_WITHIN all the same.
+    monkeypatch.setattr(metrics, "HAND_OVER_WITHIN", 0.01)
+    metrics.request_started()
+    for _ in range(500):
+        if _value("usersvc_http_requests_in_flight") == in_flight + 1:
+            break
+        await asyncio.sleep(0.01)
+    assert _value("usersvc_http_requests_in_flight") == in_flight + 1
+    metrics.request_ended("GET", "/test/starts", 200, 0.001)
+    metrics.flush()
+    assert _value("usersvc_http_requests_in_flight") == in_flight
 
 
 def test_without_a_running_loop_a_count_is_handed_over_at_once():

@@ -92,15 +92,24 @@ _durations: dict[tuple[str, str], Histogram] = {}
 _commands: dict[tuple[str, str], Counter] = {}
 
 
+# What no answer hands over sooner (a request's start, a pool checkout) is handed over
+# within this many seconds.
+HAND_OVER_WITHIN = 0.05
+
+
 class _Turn:
-    """What this process measured in the current turn of its event loop, handed to
-    prometheus-client when the turn ends and before every scrape.
+    """What this process measured lately, handed to prometheus-client when the turn of
+    its event loop in which a request ended (or a command was decided) ends, at the
+    latest ``HAND_OVER_WITHIN`` after a count, and before every scrape.
 
     prometheus-client takes a lock and walks a few calls for every increment: some
     ten per request, a tenth of the instructions of a GET. Counted here in plain
-    ints and lists, they cost one increment per metric and turn, and under load a
-    turn answers several requests. Other gunicorn workers, reading the shared files,
-    see the values at most one turn late.
+    ints and lists, they cost one increment per metric and hand-over, and under load
+    a hand-over carries several requests. A request's start and its pool checkouts
+    wait for its end (one hand-over a request, not one for each turn it spans, which
+    was a fifth of a lone GET's instructions); a request that takes longer is in
+    flight for other workers within ``HAND_OVER_WITHIN``. Other gunicorn workers,
+    reading the shared files, see an answered request once its turn has ended.
     """
 
     __slots__ = (
@@ -111,8 +120,10 @@ class _Turn:
         "in_flight",
         "in_use",
         "requests",
+        "timer",
     )
-    due: asyncio.AbstractEventLoop | None  # the loop whose next turn hands these over
+    due: asyncio.AbstractEventLoop | None  # the loop whose callback hands these over
+    timer: asyncio.TimerHandle | None  # that callback, when it is not due this turn
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -122,6 +133,7 @@ class _Turn:
         self.acquire_waits: list[float] = []
         self.commands: dict[tuple[str, str], int] = {}
         self.due = None
+        self.timer = None
 
 
 _turn = _Turn()
@@ -136,10 +148,11 @@ def _forget_parents_counts() -> None:
 os.register_at_fork(after_in_child=_forget_parents_counts)
 
 
-def _due() -> None:
-    """After a count: its hand-over is due when this turn of the loop ends (at once
-    without a running loop). A hand-over due on another loop is made now: that loop
-    may never turn again (one that stopped, or a forked worker's parent's)."""
+def _due(now: bool) -> None:
+    """After a count: its hand-over is due when this turn of the loop ends (``now``),
+    else within ``HAND_OVER_WITHIN``; at once without a running loop. A hand-over due
+    on another loop is made at once: that loop may never turn again (one that stopped,
+    or a forked worker's parent's)."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -150,6 +163,13 @@ def _due() -> None:
         if turn.due is not None:
             flush()
         turn.due = loop
+        if now:
+            loop.call_soon(flush)
+        else:
+            turn.timer = loop.call_later(HAND_OVER_WITHIN, flush)
+    elif now and turn.timer is not None:
+        turn.timer.cancel()
+        turn.timer = None
         loop.call_soon(flush)
 
 
@@ -157,15 +177,20 @@ def flush() -> None:
     """Hand what was counted to prometheus-client."""
     turn = _turn
     turn.due = None
+    if turn.timer is not None:  # a scrape's hand-over, before the timer's
+        turn.timer.cancel()
+        turn.timer = None
     _hand_over(turn)
 
 
 def _hand_over(turn: _Turn) -> None:
+    # The metrics' values directly (``_value``, as observe_all the buckets): the public
+    # inc() checks each time what cannot fail here, a third of an increment's cost.
     if turn.in_flight:
-        HTTP_IN_FLIGHT.inc(turn.in_flight)
+        HTTP_IN_FLIGHT._value.inc(turn.in_flight)
         turn.in_flight = 0
     if turn.in_use:
-        DB_POOL_IN_USE.inc(turn.in_use)
+        DB_POOL_IN_USE._value.inc(turn.in_use)
         turn.in_use = 0
     if turn.requests:
         requests, turn.requests = turn.requests, {}
@@ -175,7 +200,7 @@ def _hand_over(turn: _Turn) -> None:
                 counter = _requests[method, route, status] = HTTP_REQUESTS.labels(
                     method, route, str(status)
                 )
-            counter.inc(n)
+            counter._value.inc(n)
     if turn.durations:
         durations, turn.durations = turn.durations, {}
         for (method, route), seconds in durations.items():
@@ -192,7 +217,7 @@ def _hand_over(turn: _Turn) -> None:
             counter = _commands.get(key)
             if counter is None:
                 counter = _commands[key] = COMMANDS.labels(*key)
-            counter.inc(n)
+            counter._value.inc(n)
 
 
 def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
@@ -214,13 +239,13 @@ def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
 
 def request_started() -> None:
     _turn.in_flight += 1
-    _due()
+    _due(now=False)
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """A request answered that ``request_started`` did not count (one refused unread)."""
     _observe(_turn, method, route, status, seconds)
-    _due()
+    _due(now=True)
 
 
 def request_ended(method: str, route: str, status: int, seconds: float) -> None:
@@ -228,7 +253,7 @@ def request_ended(method: str, route: str, status: int, seconds: float) -> None:
     turn = _turn
     turn.in_flight -= 1
     _observe(turn, method, route, status, seconds)
-    _due()
+    _due(now=True)
 
 
 def _observe(turn: _Turn, method: str, route: str, status: int, seconds: float) -> None:
@@ -245,7 +270,7 @@ def count_command(command: str, outcome: str) -> None:
     commands = _turn.commands
     key = (command, outcome)
     commands[key] = commands.get(key, 0) + 1
-    _due()
+    _due(now=True)
 
 
 # The pools of this process (the API's, the relay's when it runs alone); asyncpg's
@@ -280,14 +305,14 @@ def acquired(started: float) -> None:
     turn = _turn
     turn.acquire_waits.append(now - started)
     turn.in_use += 1
-    _due()
+    _due(now=False)
     if time.monotonic() - _size_updated > POOL_SIZE_EVERY:
         update_pool_size()
 
 
 def released() -> None:
     _turn.in_use -= 1
-    _due()
+    _due(now=False)
 
 
 # --- the scrape
