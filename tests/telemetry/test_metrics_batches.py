@@ -76,13 +76,14 @@ async def test_what_a_turn_that_ended_requests_counted_is_in_the_registry_once_i
     assert _value("usersvc_http_requests_total", **labels) == before + 3
 
 
-async def test_a_start_waits_for_an_end_or_for_hand_over_within(
+async def test_a_start_waits_for_its_end_and_the_pool_for_the_timer(
     monkeypatch: pytest.MonkeyPatch,
 ):
     labels = {"method": "GET", "route": "/test/starts", "status": "200"}
     before = _value("usersvc_http_requests_total", **labels)
     in_flight = _value("usersvc_http_requests_in_flight")
     in_use = _value("usersvc_db_pool_connections_in_use")
+    checkouts = _value("usersvc_db_pool_acquire_seconds_count")
     monkeypatch.setattr(metrics, "HAND_OVER_WITHIN", 60.0)
     metrics.request_started()
     metrics.acquired(time.perf_counter())
@@ -94,7 +95,16 @@ async def test_a_start_waits_for_an_end_or_for_hand_over_within(
     await asyncio.sleep(0)  # its end's turn: the start and the checkout with it
     assert _value("usersvc_http_requests_total", **labels) == before + 1
     assert _value("usersvc_http_requests_in_flight") == in_flight
-    # A request in flight for long: handed over within HAND_OVER_WITHIN all the same.
+    # The pool's checkouts wait for the timer (or a scrape's hand-over).
+    assert _value("usersvc_db_pool_acquire_seconds_count") == checkouts
+    metrics.flush()
+    assert _value("usersvc_db_pool_acquire_seconds_count") == checkouts + 1
+
+
+async def test_a_request_in_flight_for_long_is_handed_over_within_all_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    in_flight = _value("usersvc_http_requests_in_flight")
     monkeypatch.setattr(metrics, "HAND_OVER_WITHIN", 0.01)
     metrics.request_started()
     for _ in range(500):
@@ -102,7 +112,7 @@ async def test_a_start_waits_for_an_end_or_for_hand_over_within(
             break
         await asyncio.sleep(0.01)
     assert _value("usersvc_http_requests_in_flight") == in_flight + 1
-    metrics.request_ended("GET", "/test/starts", 200, 0.001)
+    metrics.request_ended("GET", "/test/long", 200, 0.001)
     metrics.flush()
     assert _value("usersvc_http_requests_in_flight") == in_flight
 

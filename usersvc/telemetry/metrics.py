@@ -107,9 +107,11 @@ class _Turn:
     ints and lists, they cost one increment per metric and hand-over, and under load
     a hand-over carries several requests. A request's start and its pool checkouts
     wait for its end (one hand-over a request, not one for each turn it spans, which
-    was a fifth of a lone GET's instructions); a request that takes longer is in
-    flight for other workers within ``HAND_OVER_WITHIN``. Other gunicorn workers,
-    reading the shared files, see an answered request once its turn has ended.
+    was a fifth of a lone GET's instructions), or for a timer armed at most once per
+    ``HAND_OVER_WITHIN``: a request that takes longer is in flight for other workers
+    within that. The pool's gauge and histogram always wait for that timer. Other
+    gunicorn workers, reading the shared files, see an answered request once its turn
+    has ended, the pool's numbers within ``HAND_OVER_WITHIN``.
     """
 
     __slots__ = (
@@ -120,10 +122,10 @@ class _Turn:
         "in_flight",
         "in_use",
         "requests",
-        "timer",
+        "ticking",
     )
-    due: asyncio.AbstractEventLoop | None  # the loop whose callback hands these over
-    timer: asyncio.TimerHandle | None  # that callback, when it is not due this turn
+    due: asyncio.AbstractEventLoop | None  # the loop whose next turn hands these over
+    ticking: asyncio.AbstractEventLoop | None  # the loop whose timer will hand them over
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -133,7 +135,7 @@ class _Turn:
         self.acquire_waits: list[float] = []
         self.commands: dict[tuple[str, str], int] = {}
         self.due = None
-        self.timer = None
+        self.ticking = None
 
 
 _turn = _Turn()
@@ -148,11 +150,11 @@ def _forget_parents_counts() -> None:
 os.register_at_fork(after_in_child=_forget_parents_counts)
 
 
-def _due(now: bool) -> None:
-    """After a count: its hand-over is due when this turn of the loop ends (``now``),
-    else within ``HAND_OVER_WITHIN``; at once without a running loop. A hand-over due
-    on another loop is made at once: that loop may never turn again (one that stopped,
-    or a forked worker's parent's)."""
+def _due() -> None:
+    """After a count of what ends something: its hand-over is due when this turn of the
+    loop ends (at once without a running loop). A hand-over due on another loop is
+    made at once: that loop may never turn again (one that stopped, or a forked
+    worker's parent's)."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -163,24 +165,55 @@ def _due(now: bool) -> None:
         if turn.due is not None:
             flush()
         turn.due = loop
-        if now:
-            loop.call_soon(flush)
-        else:
-            turn.timer = loop.call_later(HAND_OVER_WITHIN, flush)
-    elif now and turn.timer is not None:
-        turn.timer.cancel()
-        turn.timer = None
-        loop.call_soon(flush)
+        loop.call_soon(_answered)
+
+
+def _due_later() -> None:
+    """After a count of what starts something: handed over with the next end's, or by
+    a timer armed if none is (one timer per ``HAND_OVER_WITHIN`` at most, not one per
+    turn: under load every turn ends requests)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        flush()
+        return
+    if _turn.ticking is not loop:
+        _turn.ticking = loop
+        loop.call_later(HAND_OVER_WITHIN, _tick, loop)
+
+
+def _tick(loop: asyncio.AbstractEventLoop) -> None:
+    if _turn.ticking is loop:
+        _turn.ticking = None
+    flush()
 
 
 def flush() -> None:
-    """Hand what was counted to prometheus-client."""
+    """Hand everything counted to prometheus-client (a scrape does this first)."""
     turn = _turn
     turn.due = None
-    if turn.timer is not None:  # a scrape's hand-over, before the timer's
-        turn.timer.cancel()
-        turn.timer = None
     _hand_over(turn)
+    _hand_over_pool(turn)
+
+
+def _answered() -> None:
+    """The hand-over at the end of a turn that ended requests: what they answered. The
+    pool's checkouts wait for the timer (or a scrape): they need no other worker to
+    see them the moment a request is answered, and were half of this hand-over."""
+    turn = _turn
+    turn.due = None
+    _hand_over(turn)
+    if turn.in_use or turn.acquire_waits:
+        _due_later()
+
+
+def _hand_over_pool(turn: _Turn) -> None:
+    if turn.in_use:
+        DB_POOL_IN_USE._value.inc(turn.in_use)
+        turn.in_use = 0
+    if turn.acquire_waits:
+        waits, turn.acquire_waits = turn.acquire_waits, []
+        observe_all(DB_POOL_ACQUIRE, waits)
 
 
 def _hand_over(turn: _Turn) -> None:
@@ -189,9 +222,6 @@ def _hand_over(turn: _Turn) -> None:
     if turn.in_flight:
         HTTP_IN_FLIGHT._value.inc(turn.in_flight)
         turn.in_flight = 0
-    if turn.in_use:
-        DB_POOL_IN_USE._value.inc(turn.in_use)
-        turn.in_use = 0
     if turn.requests:
         requests, turn.requests = turn.requests, {}
         for (method, route, status), n in requests.items():
@@ -208,9 +238,6 @@ def _hand_over(turn: _Turn) -> None:
             if histogram is None:
                 histogram = _durations[method, route] = HTTP_DURATION.labels(method, route)
             observe_all(histogram, seconds)
-    if turn.acquire_waits:
-        waits, turn.acquire_waits = turn.acquire_waits, []
-        observe_all(DB_POOL_ACQUIRE, waits)
     if turn.commands:
         counted, turn.commands = turn.commands, {}
         for key, n in counted.items():
@@ -239,13 +266,13 @@ def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
 
 def request_started() -> None:
     _turn.in_flight += 1
-    _due(now=False)
+    _due_later()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """A request answered that ``request_started`` did not count (one refused unread)."""
     _observe(_turn, method, route, status, seconds)
-    _due(now=True)
+    _due()
 
 
 def request_ended(method: str, route: str, status: int, seconds: float) -> None:
@@ -253,7 +280,7 @@ def request_ended(method: str, route: str, status: int, seconds: float) -> None:
     turn = _turn
     turn.in_flight -= 1
     _observe(turn, method, route, status, seconds)
-    _due(now=True)
+    _due()
 
 
 def _observe(turn: _Turn, method: str, route: str, status: int, seconds: float) -> None:
@@ -270,7 +297,7 @@ def count_command(command: str, outcome: str) -> None:
     commands = _turn.commands
     key = (command, outcome)
     commands[key] = commands.get(key, 0) + 1
-    _due(now=True)
+    _due()
 
 
 # The pools of this process (the API's, the relay's when it runs alone); asyncpg's
@@ -305,14 +332,14 @@ def acquired(started: float) -> None:
     turn = _turn
     turn.acquire_waits.append(now - started)
     turn.in_use += 1
-    _due(now=False)
+    _due_later()
     if time.monotonic() - _size_updated > POOL_SIZE_EVERY:
         update_pool_size()
 
 
 def released() -> None:
     _turn.in_use -= 1
-    _due(now=False)
+    _due_later()
 
 
 # --- the scrape
