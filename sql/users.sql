@@ -21,12 +21,16 @@ FOR UPDATE OF u;
 
 -- name: load_users
 -- Users by id, in the order the ids are listed (the caller lists each id once);
--- an id no user has is left out (index users_pkey, one look-up per id).
+-- an id no user has is left out. One look-up by index users_pkey per id, whatever
+-- the table's size: the LIMIT keeps the planner from making the lateral subquery a
+-- join, which on a small table it would answer by reading every user.
 -- $1 user_ids (uuid[])
 SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
        u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
 FROM unnest($1::uuid[]) WITH ORDINALITY AS asked (user_id, position)
-JOIN user_with_linked_accounts u ON u.user_id = asked.user_id
+CROSS JOIN LATERAL (
+    SELECT * FROM user_with_linked_accounts v WHERE v.user_id = asked.user_id LIMIT 1
+) u
 ORDER BY asked.position;
 
 -- name: find_user_by_email
