@@ -2,7 +2,7 @@
 
     python benchmarks/floor.py PORT DATABASE_URL
 
-A bare aiohttp + asyncpg app that answers the benchmark's four requests with the
+A bare aiohttp + asyncpg app that answers the benchmark's five requests with the
 very statements usersvc runs (read by name from ``sql/``), in the same transaction
 shape and round trips, and no validation, envelopes, domain records, metrics,
 logs or tracing. Whatever usersvc costs beyond this is the price of its Python.
@@ -61,6 +61,20 @@ async def get_user(request: web.Request) -> web.Response:
     user = dict(row)
     user["linked_accounts"] = [dict(a) for a in user["linked_accounts"]]
     return _json({"status": 200, "result": user})
+
+
+def _user(row: asyncpg.Record) -> dict:
+    user = dict(row)
+    user["linked_accounts"] = [dict(a) for a in user["linked_accounts"] or ()]
+    return user
+
+
+async def find_users(request: web.Request) -> web.Response:
+    """The batch get (``?id=…&id=…``) only."""
+    ids = list(dict.fromkeys(UUID(i) for i in request.query.getall("id")))
+    rows = await request.app[POOL].fetch(Q.load_users, ids)
+    users = [_user(row) for row in rows]
+    return _json({"status": 200, "result": {"users": users, "next_cursor": None}})
 
 
 async def create_user(request: web.Request) -> web.Response:
@@ -129,6 +143,7 @@ def main() -> None:
     app = web.Application()
     app.cleanup_ctx.append(_pool)
     app.router.add_get("/api/v1/users/{user_id}", get_user)
+    app.router.add_get("/api/v1/users", find_users)
     app.router.add_post("/api/v1/users/create_user", create_user)
     app.router.add_put("/api/v1/users/change-fullname", change_fullname)
     app.router.add_put("/api/v1/users/change-contacts", change_contacts)

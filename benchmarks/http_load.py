@@ -11,8 +11,9 @@ databases (dropped after) and its own exchange and queue (deleted after), then:
    as production runs it, with the relay as its own ``usersvc relay`` process;
 2. seeds 2,000 users through each API;
 3. drives ``wrk`` (benchmarks/wrk/*.lua) alternately against the floor and usersvc,
-   A B A B, in three scenarios: GET of random seeded users; create_user with
-   unique contacts; 80% GET / 15% change-fullname or change-contacts / 5% create;
+   A B A B, in four scenarios: GET of random seeded users; the batch get of 20 of
+   them (``GET /users?id=…``, 20 ids); create_user with unique contacts; 80% GET /
+   15% change-fullname or change-contacts / 5% create;
 4. does the same for usersvc with the relay in its process, and with two gunicorn
    workers when the project has a gunicorn.conf.py;
 5. counts the round trips to PostgreSQL per command: each server runs once more
@@ -21,7 +22,8 @@ databases (dropped after) and its own exchange and queue (deleted after), then:
 
 Per scenario and server it prints req/s, p50/p99 latency, non-2xx answers, the
 server's CPU per request (user + system, all its processes) and peak RSS (per
-process), then the usersvc/floor ratios of the rounds' medians; and where each
+process), then the usersvc/floor ratios of the rounds' medians, and the users per
+second of a batch of 20 against those of single GETs; and where each
 request's CPU went on the machine: the server, the relay, PostgreSQL, RabbitMQ (their
 processes on this machine, read from /proc), wrk, and the machine's busy time in all.
 
@@ -65,7 +67,8 @@ ADMIN_URL = os.environ.get(
 AMQP_URL = os.environ.get("USERSVC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PORT_BASE = int(os.environ.get("BENCH_PORT_BASE", "18500"))
 SEED_USERS = 2_000
-SCENARIOS = ("get", "create", "mix")
+SCENARIOS = ("get", "batch", "create", "mix")
+BATCH = 20  # ids per batch get (benchmarks/wrk/batch.lua)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -637,6 +640,21 @@ def table(results: dict[str, dict[str, list[dict]]], floor_name: str) -> list[st
     return lines
 
 
+def batch_table(results: dict[str, dict[str, list[dict]]]) -> list[str]:
+    """Users per second: a batch of 20 ids against single GETs (medians of the rounds)."""
+    if "get" not in results or "batch" not in results:
+        return []
+    lines = [
+        f"| server | single GET users/s | batch of {BATCH} users/s | batch / single |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, rounds in results["batch"].items():
+        single = _median(results["get"][name], "rps")
+        batched = _median(rounds, "rps") * BATCH
+        lines.append(f"| {name} | {single:,.0f} | {batched:,.0f} | {batched / single:.1f} |")
+    return lines
+
+
 def machine_table(results: dict[str, dict[str, list[dict]]]) -> list[str]:
     """Where a request's CPU went on the whole machine (medians of the rounds)."""
     lines = [
@@ -749,6 +767,10 @@ async def run(args: argparse.Namespace) -> None:
         for line in table(results, "floor"):
             say(line)
         say("")
+        if batched := batch_table(results):
+            for line in batched:
+                say(line)
+            say("")
         for line in machine_table(results):
             say(line)
     say("")

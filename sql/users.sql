@@ -56,6 +56,19 @@ SELECT EXISTS (SELECT FROM users WHERE lower(email) = lower($1::text)) AS email,
 SELECT EXISTS (SELECT FROM linked_accounts
                WHERE user_id = $1 AND social_network = $2) AS network,
        EXISTS (SELECT FROM linked_accounts WHERE link_key = $3) AS link;
+-- name: load_users
+-- Users by id, in the order the ids are listed (the caller lists each id once);
+-- an id no user has is left out. One look-up by index users_pkey per id, whatever
+-- the table's size: the LIMIT keeps the planner from making the lateral subquery a
+-- join, which on a small table it would answer by reading every user.
+-- $1 user_ids (uuid[])
+SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
+       u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+FROM unnest($1::uuid[]) WITH ORDINALITY AS asked (user_id, position)
+CROSS JOIN LATERAL (
+    SELECT * FROM user_with_linked_accounts v WHERE v.user_id = asked.user_id LIMIT 1
+) u
+ORDER BY asked.position;
 
 -- name: find_user_by_email
 -- The user with this email, compared case-insensitively (index users_email_key).
@@ -72,6 +85,16 @@ SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
        u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
 FROM user_with_linked_accounts u
 WHERE u.phone = $1;
+
+-- name: find_user_by_linked_account
+-- The user who linked this account: its social network and its link normalised as
+-- the domain normalises it (the link_key column; index linked_accounts_link_key_key).
+-- $1 social_network, $2 link_key
+SELECT u.user_id, u.firstname, u.lastname, u.middlename, u.email, u.phone,
+       u.status, u.created_at, u.deleted_at, u.version, u.linked_accounts
+FROM linked_accounts la
+JOIN user_with_linked_accounts u ON u.user_id = la.user_id
+WHERE la.link_key = $2 AND la.social_network = $1;
 
 -- name: list_users
 -- One page of users after a position, in (created_at, user_id) order: keyset

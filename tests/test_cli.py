@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import AMQP_URL
 from tests.test_migrations import MIGRATIONS
+from usersvc.http.app import openapi_document
 
 STARTUP_SECONDS = 60
 
@@ -202,14 +203,49 @@ def test_with_no_database_configured_serve_starts_an_embedded_postgresql(
     tmp_path: Path,
 ) -> None:
     tmp_path.chmod(0o755)  # the embedded server runs as its own system user when we are root
-    port = _free_port()
-    process = _usersvc(
-        "serve", "--host", "127.0.0.1", "--port", str(port), "--no-relay", env=_env(), cwd=tmp_path
-    )
-    try:
-        body = _wait_healthy(process, port)
-        assert body["result"]["status"] == "OK"
-    finally:
-        output = _stop(process)
-    assert "embedded development PostgreSQL" in output
+    outputs = []
+    for _ in range(2):  # a first start, and one on the data the first left
+        port = _free_port()
+        process = _usersvc(
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-relay",
+            # As on a server or in a container: no runtime directory of the session's.
+            env={k: v for k, v in _env().items() if k != "XDG_RUNTIME_DIR"},
+            cwd=tmp_path,
+        )
+        try:
+            body = _wait_healthy(process, port)
+            assert body["result"]["status"] == "OK"
+        finally:
+            outputs.append(_stop(process))
+    for output in outputs:
+        assert "embedded development PostgreSQL" in output
+        # The one warning of a start: that the database is the embedded one.
+        warnings = [line for line in output.splitlines() if '"level":"warning"' in line]
+        assert len(warnings) == 1, warnings
+        assert "RuntimeDirWarning" not in output
     assert (tmp_path / ".pgdata" / "PG_VERSION").exists()
+    # Nothing the service sent made the embedded server log an error (yoyo's lock table
+    # created again, its probe of transactional DDL).
+    server_log = (tmp_path / ".pgdata" / "log").read_text()
+    assert "ERROR" not in server_log, server_log
+
+
+def test_usersvc_openapi_prints_the_served_document_without_a_database():
+    # No database setting at all, and nothing listening where one would be.
+    env = _env(USERSVC_DATABASE_URL="postgresql://postgres@127.0.0.1:1/nope")
+    done = subprocess.run(
+        [sys.executable, "-m", "usersvc", "openapi"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == openapi_document()
+    assert done.stderr == ""

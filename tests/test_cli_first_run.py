@@ -226,6 +226,42 @@ def test_a_port_already_taken_is_one_line_and_exit_status_1(empty_database_url: 
     assert line.startswith(f"usersvc: error: cannot listen on 127.0.0.1:{port}: "), line
 
 
+def test_serving_on_is_logged_once_the_port_is_bound_and_never_for_a_taken_one(
+    empty_database_url: str,
+):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = _run(
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-relay",
+            USERSVC_DATABASE_URL=empty_database_url,
+            USERSVC_LOG_LEVEL="INFO",
+        )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "serving on" not in run.stdout + run.stderr
+    assert f"usersvc: error: cannot listen on 127.0.0.1:{port}: " in run.stderr
+    free = _free_port()
+    process = _usersvc(
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free),
+        "--no-relay",
+        env=_env(USERSVC_DATABASE_URL=empty_database_url),
+    )
+    try:
+        _wait_healthy(process, free)
+    finally:
+        output = _stop(process)
+    (serving,) = [line for line in output.splitlines() if "serving on" in line]
+    assert f"serving on http://127.0.0.1:{free} " in serving
+
+
 @pytest.mark.parametrize(
     ("env", "name"),
     [

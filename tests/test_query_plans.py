@@ -24,6 +24,12 @@ FIRST_PAGE = ("-infinity", "00000000-0000-0000-0000-000000000000", 21)
 PLANS = {
     "find_user_by_email": (("ivan@example.com",), "users_email_key"),
     "find_user_by_phone": ((79161234567,), "users_phone_key"),
+    # Many ids at once: each one looked up by the primary key, in the order asked.
+    "load_users": (
+        ("{3fa85f64-5717-4562-b3fc-2c963f66afa6,6f1c1e4b-58c4-4b8e-9c43-1f0f0a9a7d21}",),
+        "users_pkey",
+    ),
+    "find_user_by_linked_account": (("vk", "vk.com/durov"), "users_pkey"),
     "list_users": (FIRST_PAGE, "users_created_at"),
     "list_active_users": (FIRST_PAGE, "users_active_created_at"),
     "list_deleted_users": (FIRST_PAGE, "users_deleted_created_at"),
@@ -186,3 +192,13 @@ async def test_a_listing_returns_the_largest_page_the_api_asks_for_and_refuses_m
             await users.page(None, None, LISTING_BOUND + 1)
     finally:
         await pool.close()
+
+
+async def test_the_look_up_by_linked_account_finds_the_account_by_its_link_key_index(
+    pool: asyncpg.Pool, queries: Queries
+):
+    async with pool.acquire() as connection:
+        await connection.execute("SET enable_seqscan = off")
+        shown = await plan(connection, queries, "find_user_by_linked_account")
+    assert "Index Scan using linked_accounts_link_key_key on linked_accounts la" in shown, shown
+    assert "Seq Scan" not in shown, shown

@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import signal
 import sys
@@ -23,7 +24,13 @@ from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
 from usersvc.db.startup import DatabaseUnreachableError, wait_for_database
 from usersvc.http import server
-from usersvc.http.app import RELAY_CLOSE_SECONDS, SERVER_OPTIONS, create_app, create_relay_app
+from usersvc.http.app import (
+    RELAY_CLOSE_SECONDS,
+    SERVER_OPTIONS,
+    create_app,
+    create_relay_app,
+    openapi_document,
+)
 from usersvc.http.callers import quotas_of, tokens_of, warn_if_open
 from usersvc.http.connections import Connections
 from usersvc.http.shutdown import Shutdown
@@ -35,7 +42,7 @@ log = logging.getLogger("usersvc")
 
 EMBEDDED_PGDATA = Path(".pgdata")
 SHUTDOWN_TIMEOUT = 10.0  # seconds for requests in flight at SIGTERM
-COMMANDS = ("serve", "migrate", "relay")
+COMMANDS = ("serve", "migrate", "relay", "openapi")
 
 # Exit codes: 2 for a setting that cannot work (as argparse does for a bad option),
 # 1 for what may work later (the database did not answer, the port is taken).
@@ -47,6 +54,7 @@ USAGE = """\
 usersvc [serve] [--host HOST] [--port PORT] [--no-relay]
        usersvc migrate
        usersvc relay
+       usersvc openapi
        usersvc --version"""
 
 EPILOG = """\
@@ -152,6 +160,12 @@ def _parser() -> argparse.ArgumentParser:
         "relay",
         help="apply pending migrations, then only publish the outbox",
         description="Apply pending migrations, then only publish the outbox to RabbitMQ.",
+    )
+    commands.add_parser(
+        "openapi",
+        help="print the OpenAPI document the API serves (for client generators, linters)",
+        description="Print the OpenAPI document served at /api/docs/openapi.json; "
+        "needs no database.",
     )
     return parser
 
@@ -274,6 +288,9 @@ def _stopped_while_starting(command: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(_with_command(sys.argv[1:] if argv is None else argv))
+    if args.command == "openapi":
+        print(json.dumps(openapi_document(), indent=2))
+        return
     _stopped_while_starting(args.command)
     try:
         _main(args)
@@ -351,14 +368,17 @@ def _main(args: argparse.Namespace) -> None:
         tokens=tokens_of(settings),
         quotas=quotas_of(settings),
     )
-    log.info(
-        "serving on http://%s:%d (API under /api/v1, docs at /api/docs, metrics at /metrics); "
-        "database %s; broker %s",
-        host,
-        port,
-        mask_password(database_url),
-        "not used (--no-relay)" if relay is None else mask_password(settings.amqp_url),
-    )
+
+    def serving() -> None:  # once the port is ours: said before, it was said of a taken one
+        log.info(
+            "serving on http://%s:%d (API under /api/v1, docs at /api/docs, metrics at "
+            "/metrics); database %s; broker %s",
+            host,
+            port,
+            mask_password(database_url),
+            "not used (--no-relay)" if relay is None else mask_password(settings.amqp_url),
+        )
+
     # SIGTERM or SIGINT: /readyz 503, serve the drain seconds, stop accepting, answer
     # the requests received (bounded), then the cleanup: the relay after its current
     # confirms, then the pool. Exit status 0. (``server.run``: ``web.run_app`` with the
@@ -372,6 +392,7 @@ def _main(args: argparse.Namespace) -> None:
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             drain_seconds=settings.drain_seconds,
             connections=Connections(settings.max_connections_per_peer, settings.max_connections),
+            on_serving=serving,
             **SERVER_OPTIONS,  # header and body read timeouts
         )
     except OSError as error:

@@ -94,14 +94,20 @@ async def server(aiohttp_server, database_url: str) -> TestServer:
 
 
 @pytest.fixture
-async def generated(server: TestServer, generate_client: Callable) -> ModuleType:
-    return generate_client(await _served_document(server))
+async def document(server: TestServer) -> dict[str, Any]:
+    return await _served_document(server)
+
+
+@pytest.fixture
+async def generated(document: dict[str, Any], generate_client: Callable) -> ModuleType:
+    return generate_client(document)
 
 
 class Lifecycle:
     """The generated package, its client on the server, and the codes seen so far."""
 
-    def __init__(self, package: ModuleType, base_url: str) -> None:
+    def __init__(self, package: ModuleType, base_url: str, document: dict[str, Any]) -> None:
+        self.document = document
         self.models = importlib.import_module(f"{PACKAGE}.models")
         self.healthcheck = importlib.import_module(f"{PACKAGE}.api.health.healthcheck")
         self.client = package.Client(base_url=base_url, raise_on_unexpected_status=True)
@@ -123,7 +129,7 @@ class Lifecycle:
         response = await self.operation(name).asyncio_detailed(client=self.client, **kwargs)
         assert response.status_code == status, response.content
         parsed = response.parsed
-        envelope = getattr(self.models, f"{_camel(name)}Error")
+        envelope = getattr(self.models, self.envelope(name, status))
         assert isinstance(parsed, envelope), parsed
         assert parsed.status == status
         assert parsed.error.title == "Error occurred"
@@ -132,15 +138,24 @@ class Lifecycle:
         self.codes.add(code)
         return parsed
 
-
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
+    def envelope(self, name: str, status: int) -> str:
+        """The name of the error envelope the document gives this status of this operation."""
+        (operation,) = [
+            operation
+            for item in self.document["paths"].values()
+            for operation in item.values()
+            if operation["operationId"] == name
+        ]
+        schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+        names = [s["$ref"].rsplit("/", 1)[-1] for s in schema.get("oneOf", [schema])]
+        (found,) = [n for n in names if n.startswith(f"Error{status}")]
+        return found
 
 
 async def test_a_generated_client_drives_the_whole_lifecycle(
-    server: TestServer, generated: ModuleType
+    server: TestServer, generated: ModuleType, document: dict[str, Any]
 ):
-    life = Lifecycle(generated, str(server.make_url("")))
+    life = Lifecycle(generated, str(server.make_url("")), document)
     m = life.models
     async with life.client:
         health = await life.healthcheck.asyncio(client=life.client)
@@ -226,6 +241,24 @@ async def test_a_generated_client_drives_the_whole_lifecycle(
         rest = await life.ok("find_users", 200, limit=1, cursor=first.result.next_cursor)
         assert [u.user_id for u in rest.result.users] == [other.result]
         assert rest.result.next_cursor is None
+        # many by id in one request: in the order asked, each once, unknown ids left out
+        asked = [other.result, uuid4(), user_id, other.result]
+        batch = await life.ok("find_users", 200, id=asked)
+        assert [u.user_id for u in batch.result.users] == [other.result, user_id]
+        assert isinstance(batch.result.users[1], m.User)
+        # a GET that names the version the client has: 304, no body; a stale one: 200
+        fresh = await life.ok("get_user", 200, user_id=user_id)
+        version = fresh.result.version
+        current = life.headers["ETag"]
+        assert current == f'"{version}"'
+        unchanged = await life.operation("get_user").asyncio_detailed(
+            client=life.client, user_id=user_id, if_none_match=current
+        )
+        assert unchanged.status_code == 304
+        assert (unchanged.content, unchanged.parsed) == (b"", None)
+        assert unchanged.headers["ETag"] == current
+        stale = await life.ok("get_user", 200, user_id=user_id, if_none_match=f'"{version - 1}"')
+        assert stale.result.version == version
         await life.ok(
             "change_contacts",
             200,
@@ -248,6 +281,14 @@ async def test_a_generated_client_drives_the_whole_lifecycle(
         linked = await life.ok("link_social_network", 201, body=link)
         assert isinstance(linked, m.Created)
         account_id = linked.result
+        # the user behind a linked account, its link written another way
+        holder = await life.ok(
+            "find_users",
+            200,
+            social_network=m.FindUsersSocialNetwork.VK,
+            connection_link="http://www.vk.com/generated/",
+        )
+        assert [u.user_id for u in holder.result.users] == [user_id]
         await life.fails("link_social_network", 409, "linked_account_already_exists", body=link)
         await life.fails(
             "link_social_network",
@@ -353,14 +394,16 @@ async def test_a_generated_client_reads_a_lost_database_as_a_503_envelope(
         response = await healthcheck.asyncio_detailed(client=client)
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
-    assert isinstance(response.parsed, models.HealthcheckError)
-    assert response.parsed.error.data.code == models.HealthcheckErrorDataCode.SERVICE_UNAVAILABLE
+    assert isinstance(response.parsed, models.Error503ServiceUnavailable)
+    assert response.parsed.status == 503
+    code = models.Error503ServiceUnavailableErrorDataCode.SERVICE_UNAVAILABLE
+    assert response.parsed.error.data.code == code
 
 
 async def test_a_generated_client_retries_safely_with_an_idempotency_key(
-    server: TestServer, generated: ModuleType
+    server: TestServer, generated: ModuleType, document: dict[str, Any]
 ):
-    life = Lifecycle(generated, str(server.make_url("")))
+    life = Lifecycle(generated, str(server.make_url("")), document)
     m = life.models
     async with life.client:
         body = m.CreateUserBody(

@@ -6,11 +6,20 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
 from tests.api.support import API
+from usersvc.domain import failures as F
 from usersvc.http.app import COMMANDS, create_app
-from usersvc.http.failures import FAILURES
+from usersvc.http.failures import (
+    FAILURES,
+    IDEMPOTENT,
+    INTERNAL_ERROR,
+    METHOD_NOT_ALLOWED,
+    SERVICE_UNAVAILABLE,
+)
+from usersvc.http.openapi import ANY_REQUEST, WITH_A_BODY
 
 OPERATIONS = {
     ("post", API + "/healthcheck"): "healthcheck",
@@ -102,10 +111,15 @@ def test_there_are_servers_and_no_swagger_2_keys(document: dict[str, Any]):
         assert not {"produces", "consumes"} & set(operation)
 
 
-def test_every_response_has_a_json_schema(document: dict[str, Any]):
+def test_every_response_but_a_304_has_a_json_schema_and_a_304_has_no_body(
+    document: dict[str, Any],
+):
     for key, operation in _operations(document).items():
         for status, response in operation["responses"].items():
-            assert "schema" in response["content"]["application/json"], (key, status)
+            if status == "304":
+                assert "content" not in response, key
+            else:
+                assert "schema" in response["content"]["application/json"], (key, status)
 
 
 def test_commands_take_a_required_json_body_with_examples(document: dict[str, Any]):
@@ -125,12 +139,16 @@ def test_success_envelopes_are_typed_per_operation(document: dict[str, Any]):
         document, operations[("post", API + "/users/create_user")]["responses"]["201"]
     )
     assert created["properties"]["result"]["format"] == "uuid"
+    assert created["properties"]["status"]["enum"] == [201]
     linked = operations[("post", API + "/users/link-social-network")]["responses"]["201"]
     assert _json_schema(document, linked) == created
     done = _json_schema(
         document, operations[("put", API + "/users/recovery-user")]["responses"]["200"]
     )
-    assert done["properties"]["result"] == {"enum": [None], "nullable": True}
+    # null and nothing else, with a type: generators drop a schema that has none.
+    result = done["properties"]["result"]
+    assert (result["type"], result["enum"], result["nullable"]) == ("string", [None], True)
+    assert done["properties"]["status"]["enum"] == [200]
     found = _json_schema(
         document, operations[("get", API + "/users/{user_id}")]["responses"]["200"]
     )
@@ -149,34 +167,85 @@ def test_success_envelopes_are_typed_per_operation(document: dict[str, Any]):
 
 
 def test_the_path_user_id_is_a_uuid(document: dict[str, Any]):
-    (parameter,) = document["paths"][API + "/users/{user_id}"]["get"]["parameters"]
-    assert parameter["in"] == "path"
+    parameters = document["paths"][API + "/users/{user_id}"]["get"]["parameters"]
+    (parameter,) = [p for p in parameters if p["in"] == "path"]
     assert parameter["schema"]["format"] == "uuid"
 
 
-def test_each_error_status_lists_exactly_the_codes_the_failure_table_gives_it(
+def _error_envelopes(document: dict[str, Any], response: dict[str, Any]) -> list[dict[str, Any]]:
+    """The error envelope(s) a response may carry (a 422's besides the detail list)."""
+    schema = response["content"]["application/json"]["schema"]
+    found = [_resolve(document, s) for s in schema.get("oneOf", [schema])]
+    return [s for s in found if "error" in s.get("properties", {})]
+
+
+def _answers(operation: dict[str, Any]) -> dict[int, set[str]]:
+    """What the operation may answer, by status: the codes of the failure table."""
+    name = operation["operationId"]
+    if name == "healthcheck":
+        answers = [INTERNAL_ERROR, SERVICE_UNAVAILABLE]
+    elif name == "find_users":
+        answers = list(ANY_REQUEST)
+    elif name == "get_user":
+        answers = [FAILURES[F.UserNotFound], METHOD_NOT_ALLOWED, *ANY_REQUEST]
+    else:
+        (command,) = [c for c in COMMANDS if c.operation_id == name]
+        answers = [FAILURES[f] for f in command.failures]
+        answers += [*IDEMPOTENT, *WITH_A_BODY, *ANY_REQUEST]
+    by_status: dict[int, set[str]] = {}
+    for answer in answers:
+        by_status.setdefault(answer.status, set()).add(answer.code)
+    return by_status
+
+
+def test_each_error_status_has_its_own_envelope_with_only_the_codes_of_that_status(
     document: dict[str, Any],
 ):
-    operations = _operations(document)
-    for command in COMMANDS:
-        operation = operations[(command.method.lower(), API + command.path)]
-        responses = operation["responses"]
-        expected = {FAILURES[failure].code for failure in command.failures}
-        expected |= {
-            "payload_too_large",
-            "unsupported_media_type",
-            "internal_error",
-            "service_unavailable",
-            "idempotency_key_reused",
-            "request_in_progress",
+    for key, operation in _operations(document).items():
+        expected = _answers(operation)
+        errors = {
+            int(status): _error_envelopes(document, response)
+            for status, response in operation["responses"].items()
+            if int(status) >= 400
         }
-        envelope = _json_schema(document, responses["500"])
-        assert _error_codes(document, envelope) == expected, command.operation_id
-        for failure in command.failures:
-            info = FAILURES[failure]
-            assert f"`{info.code}`" in responses[str(info.status)]["description"]
-        assert {"409", "413", "415", "422", "500", "503"} <= set(responses)
-        assert "Retry-After" in responses["503"]["headers"]
+        assert {s for s, envelopes in errors.items() if envelopes} == set(expected), key
+        for status, codes in expected.items():
+            (envelope,) = errors[status]
+            assert envelope["properties"]["status"] == {
+                "type": "integer",
+                "enum": [status],
+                "description": "the HTTP status",
+            }, key
+            error = envelope["properties"]["error"]
+            assert error["properties"]["title"] == {"type": "string", "enum": ["Error occurred"]}
+            assert set(error["properties"]["data"]["properties"]["code"]["enum"]) == codes, key
+            for code in codes:
+                assert f"`{code}`" in operation["responses"][str(status)]["description"], key
+
+
+def test_a_404_of_change_fullname_is_user_not_found_alone(document: dict[str, Any]):
+    responses = document["paths"][API + "/users/change-fullname"]["put"]["responses"]
+    (envelope,) = _error_envelopes(document, responses["404"])
+    data = envelope["properties"]["error"]["properties"]["data"]
+    assert data["properties"]["code"]["enum"] == ["user_not_found"]
+    unlink = document["paths"][API + "/users/unlink-social-network"]["delete"]["responses"]
+    (envelope,) = _error_envelopes(document, unlink["404"])
+    data = envelope["properties"]["error"]["properties"]["data"]
+    assert data["properties"]["code"]["enum"] == ["user_not_found", "linked_account_not_found"]
+
+
+def test_every_error_envelope_example_is_valid_and_shows_its_status(document: dict[str, Any]):
+    schemas = document["components"]["schemas"]
+    envelopes = {name: s for name, s in schemas.items() if name.startswith("Error")}
+    assert envelopes
+    for name, schema in envelopes.items():
+        example = schema["example"]
+        OAS30Validator(schema).validate(example)
+        status = schema["properties"]["status"]["enum"][0]
+        assert example["status"] == status, name
+        first = schema["properties"]["error"]["properties"]["data"]["properties"]["code"]["enum"][0]
+        assert example["error"]["data"]["code"] == first, name
+        assert name.startswith(f"Error{status}"), name
 
 
 def test_a_422_is_a_detail_list_or_where_the_domain_refuses_an_envelope(
@@ -186,13 +255,40 @@ def test_a_422_is_a_detail_list_or_where_the_domain_refuses_an_envelope(
     create = operations[("post", API + "/users/create_user")]["responses"]["422"]
     one_of = create["content"]["application/json"]["schema"]["oneOf"]
     names = {schema["$ref"].rsplit("/", 1)[-1] for schema in one_of}
-    assert names == {"ValidationError", "CreateUserError"}
+    assert names == {
+        "ValidationError",
+        "Error422InvalidFullnameOrInvalidContactsOrIdempotencyKeyReused",
+    }
     # Every command may answer idempotency_key_reused: an envelope beside the detail list.
     recover = operations[("put", API + "/users/recovery-user")]["responses"]["422"]
     one_of = recover["content"]["application/json"]["schema"]["oneOf"]
     names = {schema["$ref"].rsplit("/", 1)[-1] for schema in one_of}
-    assert names == {"ValidationError", "RecoverUserError"}
+    assert names == {"ValidationError", "Error422IdempotencyKeyReused"}
     assert "`idempotency_key_reused`" in recover["description"]
+
+
+def test_the_health_check_takes_no_input_and_declares_no_422(document: dict[str, Any]):
+    responses = document["paths"][API + "/healthcheck"]["post"]["responses"]
+    assert set(responses) == {"200", "500", "503"}
+
+
+def test_the_permanent_delete_promises_neither_an_etag_nor_a_400(document: dict[str, Any]):
+    operation = document["paths"][API + "/users/delete-user-permanently"]["delete"]
+    assert "400" not in operation["responses"]
+    assert "ETag" not in operation["responses"]["200"]["headers"]
+    assert "ETag" not in operation["description"]
+    assert "400" not in operation["description"]
+    for command in COMMANDS:
+        if command.operation_id == "delete_user_permanently":
+            continue
+        operation = _operations(document)[(command.method.lower(), API + command.path)]
+        assert (
+            "ETag"
+            in operation["responses"][str(201 if "201" in operation["responses"] else 200)][
+                "headers"
+            ]
+        )
+        assert "`ETag`" in operation["description"], command.operation_id
 
 
 def test_every_command_takes_an_idempotency_key_and_documents_its_answers(
@@ -220,15 +316,45 @@ def test_every_command_takes_an_idempotency_key_and_documents_its_answers(
             assert "Idempotency-Key" not in names, path
 
 
-def test_the_get_user_error_codes(document: dict[str, Any]):
-    responses = document["paths"][API + "/users/{user_id}"]["get"]["responses"]
-    assert set(responses) == {"200", "404", "422", "500", "503"}
-    envelope = _json_schema(document, responses["404"])
-    assert _error_codes(document, envelope) == {
-        "user_not_found",
-        "internal_error",
-        "service_unavailable",
+def test_the_get_user_answers(document: dict[str, Any]):
+    operation = document["paths"][API + "/users/{user_id}"]["get"]
+    responses = operation["responses"]
+    assert set(responses) == {"200", "304", "404", "405", "422", "500", "503"}
+    assert "If-None-Match" in {p["name"] for p in operation["parameters"]}
+    for status in ("200", "304"):
+        assert "ETag" in responses[status]["headers"]
+    assert "Allow" in responses["405"]["headers"]
+
+
+def test_the_find_users_query_takes_ids_as_a_repeated_key(document: dict[str, Any]):
+    parameters = {p["name"]: p for p in document["paths"][API + "/users"]["get"]["parameters"]}
+    assert set(parameters) == {
+        "email",
+        "phone",
+        "id",
+        "social_network",
+        "connection_link",
+        "status",
+        "limit",
+        "cursor",
     }
+    ids = parameters["id"]
+    assert (ids["style"], ids["explode"]) == ("form", True)
+    assert ids["schema"]["items"]["format"] == "uuid"
+    assert (ids["schema"]["minItems"], ids["schema"]["maxItems"]) == (1, 100)
+
+
+def test_every_response_declares_x_request_id_and_each_header_is_a_component(
+    document: dict[str, Any],
+):
+    headers = document["components"]["headers"]
+    assert set(headers) >= {"X-Request-ID", "ETag", "Idempotent-Replayed", "Retry-After", "Allow"}
+    for key, operation in _operations(document).items():
+        for status, response in operation["responses"].items():
+            assert "X-Request-ID" in response["headers"], (key, status)
+            for name, header in response["headers"].items():
+                assert header == {"$ref": f"#/components/headers/{name}"}, (key, status)
+                assert name in headers
 
 
 async def test_the_docs_page_is_swagger_ui_served_by_the_app_itself(api: TestClient):

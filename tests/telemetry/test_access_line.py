@@ -8,19 +8,20 @@ from typing import Any
 from opentelemetry import trace
 
 from usersvc.telemetry import logs
+from usersvc.telemetry.context import CURRENT, Current
 from usersvc.telemetry.logs import configure_logging, reset_logging
 
 
 def _log_one_access_line(stream: Any, level: str = "INFO") -> tuple[str, str]:
     """One access line in a request's context; the ids of the span it was logged in."""
     configure_logging(level, "json", stream)
-    token = logs.REQUEST_ID.set("req-1")
+    token = CURRENT.set(Current("req-1", None))
     try:
         with trace.get_tracer("test").start_as_current_span("request") as span:
             logs.access("PUT", "/api/v1/users/change-fullname", 422, 1.23456, 87)
         context = span.get_span_context()
     finally:
-        logs.REQUEST_ID.reset(token)
+        CURRENT.reset(token)
         reset_logging()
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 

@@ -46,6 +46,27 @@ async def test_requests_are_counted_by_route_template_never_by_raw_path(api: Tes
         assert not any(UUID_LIKE.search(label) for _, label in labels), labels
 
 
+async def test_a_method_a_path_does_not_have_is_counted_under_that_paths_route(
+    api: TestClient,
+) -> None:
+    before = await scrape(api)
+    assert (await api.delete(f"{API}/users/{uuid4()}")).status == 405
+    assert (await api.get(f"{API}/users/change-fullname")).status == 405  # a command's path
+    assert (await api.put(f"{API}/users")).status == 405
+    assert (await api.delete(f"/no/such/{uuid4()}")).status == 404
+    after = await scrape(api)
+
+    def grew(**labels: str) -> float:
+        name = "usersvc_http_requests_total"
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew(method="DELETE", route=USER_ROUTE, status="405") == 1
+    assert grew(method="GET", route=API + "/users/change-fullname", status="405") == 1
+    assert grew(method="PUT", route=API + "/users", status="405") == 1
+    assert grew(method="DELETE", route="unmatched", status="404") == 1
+    assert grew(method="DELETE", route="unmatched", status="405") == 0
+
+
 async def test_the_domain_outcome_counter_counts_a_409_of_create_user(api: TestClient) -> None:
     body = user_body()
     before = await scrape(api)

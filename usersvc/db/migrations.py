@@ -2,11 +2,13 @@
 
 import functools
 import logging
+from functools import cache
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from yoyo import get_backend, read_migrations
-from yoyo.migrations import default_migration_table
+from yoyo import read_migrations
+from yoyo.connections import default_migration_table, get_backend_class, parse_uri
 
 from usersvc.db.queries import MIGRATIONS_DIR
 
@@ -53,6 +55,32 @@ def pending_migrations(database_url: str) -> int:
             " USERSVC_MIGRATE_DATABASE_URL)"
         )
     return pending
+
+
+@cache
+def _quiet(backend_class: type) -> type:
+    """yoyo's backend, without the two statements it sends at every start only to see
+    them fail (each an ERROR in PostgreSQL's log): ``CREATE TABLE yoyo_lock`` when the
+    table exists (here ``IF NOT EXISTS``), and the probe of whether DDL is transactional
+    (dropping a table it rolled back; in PostgreSQL it is)."""
+
+    class Quiet(backend_class):  # type: ignore[misc, valid-type]
+        create_lock_table_sql = backend_class.create_lock_table_sql.replace(
+            "CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1
+        )
+
+        def _check_transactional_ddl(self) -> bool:
+            return True
+
+    return Quiet
+
+
+def get_backend(uri: str) -> Any:
+    """``yoyo.get_backend``, with its backend :func:`_quiet`."""
+    parsed = parse_uri(uri)
+    backend = _quiet(get_backend_class(parsed.scheme.lower()))(parsed, default_migration_table)
+    backend.init_database()
+    return backend
 
 
 def apply_migrations(database_url: str) -> int:

@@ -8,7 +8,7 @@ stay the final word, and a violation they still raise (a writer that is not this
 service, racing) becomes the same 409 through :data:`CONFLICTS`.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -55,6 +55,9 @@ type UserCommand = (
     | commands.ChangeConnectionReason
 )
 type Command = commands.CreateUser | UserCommand
+# A user as sql/users.sql's reads answer it (columns named as the contract names the
+# user's fields): what a read presents, with no domain record made.
+type Row = Mapping[str, Any]
 
 # Each command on an existing user and the pure function that decides it.
 DECIDE: Mapping[type, Callable[[User | None, UserCommand, Stamp], Decision]] = {
@@ -198,23 +201,34 @@ class Users:
             with sql_span("ping"):
                 await connection.fetchval(self._q.ping, timeout=2)
 
-    async def get_row(self, user_id: UUID) -> Mapping[str, Any] | None:
+    async def get_row(self, user_id: UUID) -> Row | None:
         """The user's row, its columns named as the contract names the user's fields: for
         a read, which decides nothing and needs no domain record."""
         async with self._connection() as connection:
             with sql_span("load_user"):
                 return await connection.fetchrow(self._q.load_user, user_id)
 
-    async def find_by_email(self, email: str) -> list[User]:
+    async def get_rows(self, user_ids: Sequence[UUID]) -> list[Row]:
+        """The rows of the users of these ids, in the order listed; an id no user has is
+        left out. List each id once."""
+        return await self._fetch("load_users", user_ids)
+
+    async def find_by_email(self, email: str) -> list[Row]:
         """Zero or one user: emails are unique case-insensitively."""
         return await self._fetch("find_user_by_email", email)
 
-    async def find_by_phone(self, phone: int) -> list[User]:
+    async def find_by_phone(self, phone: int) -> list[Row]:
         return await self._fetch("find_user_by_phone", phone)
+
+    async def find_by_linked_account(
+        self, network: SocialNetwork, link: ConnectionLink
+    ) -> list[Row]:
+        """Zero or one user: a link (by its key) is linked to one user at most."""
+        return await self._fetch("find_user_by_linked_account", network.value, link.key)
 
     async def page(
         self, status: UserStatus | None, after: tuple[datetime, UUID] | None, limit: int
-    ) -> list[User]:
+    ) -> list[Row]:
         """At most ``limit`` users after the position ``after`` (None: from the first) in
         (created_at, user_id) order, of one status or all."""
         if limit > LISTING_BOUND:
@@ -222,11 +236,10 @@ class Users:
         created_at, user_id = after if after is not None else FIRST_POSITION
         return await self._fetch(LISTINGS[status], created_at, user_id, limit)
 
-    async def _fetch(self, name: str, *args: object) -> list[User]:
+    async def _fetch(self, name: str, *args: object) -> list[Row]:
         async with self._connection() as connection:
             with sql_span(name):
-                rows = await connection.fetch(self._q[name], *args)
-        return [_user(row) for row in rows]
+                return await connection.fetch(self._q[name], *args)
 
     async def execute(
         self,

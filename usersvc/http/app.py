@@ -6,11 +6,13 @@ import functools
 import re
 import types
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 import asyncpg
 from aiohttp import web, web_response
 from aiohttp.web_urldispatcher import AbstractRoute
 from aiohttp_apigami import request_schema
+from aiohttp_apigami.constants import SWAGGER_DICT
 from attrs import frozen
 
 from usersvc.amqp import Relay, RelaySettings
@@ -21,7 +23,15 @@ from usersvc.domain import failures as F  # noqa: N812 - reads as a table of fai
 from usersvc.http import openapi, probes, schemas
 from usersvc.http.auth import ERASE, LIST, READ, WRITE, Tokens
 from usersvc.http.callers import Access, Gate
-from usersvc.http.failures import NOT_MIGRATED, SHUTTING_DOWN
+from usersvc.http.failures import (
+    FAILURES,
+    IDEMPOTENT,
+    INTERNAL_ERROR,
+    METHOD_NOT_ALLOWED,
+    NOT_MIGRATED,
+    SERVICE_UNAVAILABLE,
+    SHUTTING_DOWN,
+)
 from usersvc.http.handlers import (
     POOL,
     QUERIES,
@@ -34,7 +44,17 @@ from usersvc.http.handlers import (
     healthcheck,
 )
 from usersvc.http.middleware import DEFAULT_LIMIT, DEFAULT_WAIT, middleware
-from usersvc.http.openapi import IDEMPOTENCY_KEY, IF_MATCH, documented, responses, with_etag
+from usersvc.http.openapi import (
+    ANY_REQUEST,
+    IDEMPOTENCY_KEY,
+    IF_MATCH,
+    IF_NONE_MATCH,
+    REPLAYED,
+    WITH_A_BODY,
+    Answer,
+    documented,
+    responses,
+)
 from usersvc.http.quotas import Budget, Quotas
 from usersvc.http.shutdown import SHUTDOWN, Shutdown
 from usersvc.telemetry import metrics
@@ -185,15 +205,35 @@ ACCESS: Mapping[str, Access] = {
     # the smaller budget of reads that return personal data by contact or in bulk.
     "find_users": Access(READ, Budget.LOOKUPS, listing_scope=LIST),
 }
-CHECKS = (
-    "Checks, in order: the body (422 `detail`), the user exists (404), `If-Match` "
-    "names the user's version (412), the user's status (400), then the command's own "
-    "rules (409, 422, 404). A success carries the user's new version as `ETag`."
-)
-CREATE_CHECKS = (
-    "Checks, in order: the body (422 `detail`), the fullname and contact rules "
-    "(422 envelope), then that no other user has the email or phone (409)."
-)
+# The failures decided by the user's status, checked after If-Match (contract §3).
+STATUS_RULES = (F.UserAlreadyActive, F.UserAlreadyDeleted, F.UserDeleted)
+
+
+def _checks(command: Command, etag: bool) -> str:
+    """What the command checks, in order, from the failures it may answer."""
+    steps = [
+        "the body and `Idempotency-Key` (422 `detail`)",
+        "a live `Idempotency-Key` (its stored answer, or 422 `idempotency_key_reused`, "
+        "or 409 `request_in_progress`)",
+    ]
+    own: list[str] = []
+    for failure in command.failures:
+        info = FAILURES[failure]
+        if failure is F.UserNotFound:
+            steps.append("the user exists (404)")
+        elif failure is F.PreconditionFailed:
+            steps.append("`If-Match` names the user's version (412)")
+        elif failure in STATUS_RULES:
+            steps.append(f"the user's status ({info.status} `{info.code}`)")
+        else:
+            own.append(f"{info.status} `{info.code}`")
+    if own:
+        steps.append(f"the command's own rules ({', '.join(own)})")
+    text = "Checks, in order: " + "; then ".join(steps) + "."
+    if etag:
+        text += " A success carries the user's new version as `ETag`."
+    return text
+
 
 # GET /users/{user_id}, where {user_id} is anything but a command's name: a wrong method
 # on a command is then a 405 whose Allow names that command's method only (not GET),
@@ -207,11 +247,22 @@ USER_PATH = f"/users/{{user_id:(?!(?:{_COMMAND_NAMES})$)[^/]+}}"
 
 
 LOOK_UPS = (
-    "`?email=` or `?phone=`: the user with that contact (email case-insensitively), as a "
-    "list of zero or one. Otherwise a listing, oldest first: `status` (default all), "
-    "`limit` 1..100 (default 20) and `cursor` (the previous page's `next_cursor`). "
-    "Keyset pagination on (created_at, user_id): a user that exists throughout a walk "
-    "appears exactly once, whatever is added or deleted meanwhile."
+    "One of: `?email=` or `?phone=`, the user with that contact (email "
+    "case-insensitively); `?id=…&id=…`, the users of those ids (1 to 100) in the order "
+    "asked, each once, unknown ids left out; `?social_network=&connection_link=`, the "
+    "user who linked that account (links compared as the same account: scheme, `www.`, "
+    "the host's case, query, fragment and a trailing `/` ignored). A look-up answers a "
+    "list of the users found. Otherwise a listing, oldest first: `status` (default "
+    "all), `limit` 1..100 (default 20) and `cursor` (the previous page's "
+    "`next_cursor`). Keyset pagination on (created_at, user_id): a user that exists "
+    "throughout a walk appears exactly once, whatever is added or deleted meanwhile. "
+    "Keys of two of these families together are a 422 `detail`."
+)
+GET_USER = (
+    "Every field, also while the user is temporarily deleted, with the user's version "
+    "as `ETag`. With `If-None-Match` naming that version the answer is 304 with no body. "
+    "A `user_id` that is a command's name (`create_user`, `change-fullname`, …) is that "
+    "command's path: 405, with its method in `Allow`."
 )
 
 
@@ -233,25 +284,30 @@ def _own(handler: Handler) -> Handler:
 def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> None:
     """The operations; ``access`` gets each guarded route's :data:`ACCESS`."""
     for command in COMMANDS:
+        # No user left to tag after a permanent deletion.
+        etag = command.operation_id != "delete_user_permanently"
+        headers = ("ETag", REPLAYED) if etag else (REPLAYED,)
         if command.body in CREATES:
-            success = (201, schemas.CREATED, "created: `result` is the new id")
+            success = Answer(201, "created: `result` is the new id", schemas.CREATED, headers)
         else:
-            success = (200, schemas.DONE, "done: `result` is null")
+            success = Answer(200, "done: `result` is null", schemas.DONE, headers)
         creates_user = command.operation_id == "create_user"
         handler = request_schema(command.body, required=True)(
             command_handler(command.body(), command.operation_id)
         )
-        answers = responses(command.operation_id, success, command.failures, body=True, keyed=True)
-        if command.operation_id != "delete_user_permanently":  # no user left to tag
-            answers = with_etag(answers, success[0])
+        decided = [FAILURES[failure] for failure in command.failures]
         handler = documented(
             handler,
             tags=["users"],
             summary=command.summary,
-            description=CREATE_CHECKS if creates_user else CHECKS,
+            description=_checks(command, etag),
             operation_id=command.operation_id,
             parameters=[IDEMPOTENCY_KEY] if creates_user else [IF_MATCH, IDEMPOTENCY_KEY],
-            responses=answers,
+            responses=responses(
+                [success],
+                [*decided, *IDEMPOTENT, *WITH_A_BODY, *ANY_REQUEST],
+                replayed=decided,  # stored with the key, answered again to its repeats
+            ),
         )
         route = app.router.add_route(command.method, API + command.path, handler)
         access[route] = ACCESS[command.operation_id]
@@ -260,12 +316,15 @@ def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> Non
         user,
         tags=["users"],
         summary="A user, every field (also while temporarily deleted)",
+        description=GET_USER,
         operation_id="get_user",
+        parameters=[IF_NONE_MATCH],
         responses=responses(
-            "get_user",
-            (200, schemas.USER_FOUND, "the user"),
-            (F.UserNotFound,),
-            body=False,
+            [
+                Answer(200, "the user", schemas.USER_FOUND, ("ETag",)),
+                Answer(304, "`If-None-Match` names the user's current version", None, ("ETag",)),
+            ],
+            [FAILURES[F.UserNotFound], METHOD_NOT_ALLOWED, *ANY_REQUEST],
         ),
     )
     # No HEAD beside GET: the contract has none, and the document lists only the contract.
@@ -274,12 +333,11 @@ def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> Non
     found = documented(
         found,
         tags=["users"],
-        summary="Look a user up by email or phone, or list users a page at a time",
+        summary="Look users up by email, phone, ids or linked account, or list them a page "
+        "at a time",
         description=LOOK_UPS,
         operation_id="find_users",
-        responses=responses(
-            "find_users", (200, schemas.USERS_FOUND, "the users found"), (), body=False
-        ),
+        responses=responses([Answer(200, "the users found", schemas.USERS_FOUND)], ANY_REQUEST),
     )
     access[app.router.add_get(API + "/users", found, allow_head=False)] = ACCESS["find_users"]
     health = documented(
@@ -287,8 +345,11 @@ def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> Non
         tags=["health"],
         summary="Is the service up: 200 while the database answers, else 503",
         operation_id="healthcheck",
+        # It never waits its turn (so never "busy"), and takes no input to refuse.
         responses=responses(
-            "healthcheck", (200, schemas.HEALTHY, "the service is up"), (), body=False
+            [Answer(200, "the service is up", schemas.HEALTHY)],
+            (INTERNAL_ERROR, SERVICE_UNAVAILABLE),
+            validated=False,
         ),
     )
     app.router.add_post(API + "/healthcheck", health)
@@ -296,13 +357,18 @@ def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> Non
 
 
 def add_probes(app: web.Application) -> None:
-    """GET /livez and /readyz (§6), at the root as Kubernetes names them."""
+    """GET /livez and /readyz (§6), at the root as Kubernetes names them; no input to
+    refuse, and never a turn to wait for."""
     livez = documented(
         _own(probes.livez),
         tags=["health"],
         summary="Liveness: 200 while the process serves (the database is not asked)",
         operation_id="livez",
-        responses=responses("livez", (200, schemas.PROBE_OK, "the process serves"), (), body=False),
+        responses=responses(
+            [Answer(200, "the process serves", schemas.PROBE_OK)],
+            (INTERNAL_ERROR,),
+            validated=False,
+        ),
     )
     app.router.add_get(probes.LIVEZ, livez, allow_head=False)
     readyz = documented(
@@ -312,11 +378,9 @@ def add_probes(app: web.Application) -> None:
         "the process is not shutting down; else 503",
         operation_id="readyz",
         responses=responses(
-            "readyz",
-            (200, schemas.PROBE_OK, "send this process requests"),
-            (),
-            body=False,
-            also=(SHUTTING_DOWN, NOT_MIGRATED),
+            [Answer(200, "send this process requests", schemas.PROBE_OK)],
+            (INTERNAL_ERROR, SERVICE_UNAVAILABLE, SHUTTING_DOWN, NOT_MIGRATED),
+            validated=False,
         ),
     )
     app.router.add_get(probes.READYZ, readyz, allow_head=False)
@@ -430,3 +494,9 @@ def create_relay_app(pool: asyncpg.Pool, shutdown: Shutdown) -> web.Application:
     app.router.add_get(probes.LIVEZ, probes.livez, allow_head=False)
     app.router.add_get(probes.READYZ, probes.readyz, allow_head=False)
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document the app serves at ``/api/docs/openapi.json``, written without
+    a database (the app connects only when it starts)."""
+    return create_app("postgresql://localhost/never-connected", pool_min_size=0)[SWAGGER_DICT]

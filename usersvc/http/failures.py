@@ -18,6 +18,8 @@ class ErrorInfo:
     status: int
     code: str
     message: str
+    # The headers this answer carries besides X-Request-ID (the document declares them).
+    headers: tuple[str, ...] = ()
 
 
 FAILURES: Mapping[type, ErrorInfo] = {
@@ -48,7 +50,7 @@ FAILURES: Mapping[type, ErrorInfo] = {
 
 # The shell's answers: what no domain rule decides.
 NOT_FOUND = ErrorInfo(404, "not_found", "Not found")
-METHOD_NOT_ALLOWED = ErrorInfo(405, "method_not_allowed", "Method not allowed")
+METHOD_NOT_ALLOWED = ErrorInfo(405, "method_not_allowed", "Method not allowed", ("Allow",))
 REQUEST_TIMEOUT = ErrorInfo(408, "request_timeout", "The request body came too slowly")
 PAYLOAD_TOO_LARGE = ErrorInfo(413, "payload_too_large", "Request body is larger than 1 MiB")
 UNSUPPORTED_MEDIA_TYPE = ErrorInfo(
@@ -56,7 +58,7 @@ UNSUPPORTED_MEDIA_TYPE = ErrorInfo(
 )
 INTERNAL_ERROR = ErrorInfo(500, "internal_error", "Internal server error")
 SERVICE_UNAVAILABLE = ErrorInfo(
-    503, "service_unavailable", "The database is unavailable, try again later"
+    503, "service_unavailable", "The database is unavailable, try again later", ("Retry-After",)
 )
 # Idempotent retries (the Idempotency-Key header of every command).
 IDEMPOTENCY_KEY_REUSED = ErrorInfo(
@@ -71,30 +73,49 @@ REQUEST_IN_PROGRESS = ErrorInfo(
 )
 IDEMPOTENT = (IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS)
 # The same code as a lost database: either way the client waits Retry-After and retries.
-OVERLOADED = ErrorInfo(503, "service_unavailable", "The service is busy, try again later")
+OVERLOADED = ErrorInfo(
+    503, "service_unavailable", "The service is busy, try again later", ("Retry-After",)
+)
 # GET /readyz's other answers (§6): this process should not be sent requests.
-SHUTTING_DOWN = ErrorInfo(503, "service_unavailable", "The service is shutting down")
+SHUTTING_DOWN = ErrorInfo(
+    503, "service_unavailable", "The service is shutting down", ("Retry-After",)
+)
 NOT_MIGRATED = ErrorInfo(
-    503, "service_unavailable", "The database lacks migrations: run `usersvc migrate`"
+    503,
+    "service_unavailable",
+    "The database lacks migrations: run `usersvc migrate`",
+    ("Retry-After",),
 )
 
 # Callers (§5). The body never says which check a token failed: the log does.
 UNAUTHENTICATED = ErrorInfo(
-    401, "unauthenticated", "A valid bearer token is required (Authorization: Bearer <token>)"
+    401,
+    "unauthenticated",
+    "A valid bearer token is required (Authorization: Bearer <token>)",
+    ("WWW-Authenticate",),
 )
 INSUFFICIENT_SCOPE = ErrorInfo(
-    403, "insufficient_scope", "The token does not grant the scope this operation needs"
+    403,
+    "insufficient_scope",
+    "The token does not grant the scope this operation needs",
+    ("WWW-Authenticate",),
 )
 TOO_MANY_REQUESTS = ErrorInfo(
-    429, "too_many_requests", "Too many requests from this caller, try again later"
+    429,
+    "too_many_requests",
+    "Too many requests from this caller, try again later",
+    ("Retry-After",),
 )
 KEYS_UNAVAILABLE = ErrorInfo(
-    503, "service_unavailable", "The token's signing key cannot be fetched now, try again later"
+    503,
+    "service_unavailable",
+    "The token's signing key cannot be fetched now, try again later",
+    ("Retry-After",),
 )
 # Past the bounds on open connections (usersvc.http.connections): answered before the
 # request is read, and the connection closed.
 TOO_MANY_CONNECTIONS = ErrorInfo(
-    503, "service_unavailable", "Too many connections are open, try again later"
+    503, "service_unavailable", "Too many connections are open, try again later", ("Retry-After",)
 )
 REFUSED_CALLERS = (UNAUTHENTICATED, INSUFFICIENT_SCOPE, TOO_MANY_REQUESTS, KEYS_UNAVAILABLE)
 

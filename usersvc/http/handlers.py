@@ -23,16 +23,17 @@ from usersvc.db.idempotency import (
     StoredResponse,
 )
 from usersvc.db.queries import Queries
-from usersvc.db.users import Users
+from usersvc.db.users import Row, Users
 from usersvc.domain import events
 from usersvc.domain.commands import Change, CreateUser, Decision, IfMatch
 from usersvc.domain.failures import DomainFailure, UserNotFound
+from usersvc.domain.values import LINK_MAX_LENGTH, parse_connection_link
 from usersvc.http import cursors
 from usersvc.http.callers import CALLER
 from usersvc.http.failures import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS, describe
-from usersvc.http.presenters import etag, present_row, present_user
+from usersvc.http.presenters import etag, present_row
 from usersvc.http.responses import answer, error, invalid, success
-from usersvc.http.schemas import CURSOR, Body, UserPath, UsersQuery
+from usersvc.http.schemas import CURSOR, Body, UserPath, UsersQuery, parse_uuid
 from usersvc.http.validation import Detail, load, parse_json, read_body
 from usersvc.telemetry import metrics
 from usersvc.telemetry.tracing import trace_headers
@@ -198,7 +199,7 @@ async def get_user(request: web.Request) -> web.Response:
     try:
         # What the schema's Uuid field does with a string, without a schema load per
         # request; the schema still judges (and words) whatever this refuses.
-        user_id = UUID(raw)
+        user_id = parse_uuid(raw)
     except ValueError:
         path = load(_user_path, {"user_id": raw}, "path")
         if not is_successful(path):
@@ -207,21 +208,40 @@ async def get_user(request: web.Request) -> web.Response:
     row = await request.app[USERS].get_row(user_id)
     if row is None:
         return failed(UserNotFound(user_id))
-    return success(present_row(row), headers=etag(row["version"]))
+    version = row["version"]
+    seen = request.headers.get("If-None-Match")
+    if seen is not None and none_match(seen, version):
+        return web.Response(status=304, headers=etag(version))
+    return success(present_row(row), headers=etag(version))
+
+
+_WEAK_OR_STRONG_TAG = re.compile(r'\s*(?:W/)?"([0-9]{1,18})"\s*')
+
+
+def none_match(header: str, version: int) -> bool:
+    """Whether an ``If-None-Match`` header names this version: ``*``, or one of its
+    entity tags. Compared weakly, as RFC 9110 says for If-None-Match (``W/"3"`` names
+    version 3 too); a malformed tag names nothing."""
+    if header.strip() == "*":
+        return True
+    return any(
+        (found := _WEAK_OR_STRONG_TAG.fullmatch(tag)) is not None and int(found[1]) == version
+        for tag in header.split(",")
+    )
 
 
 _users_query = UsersQuery()
-# What no stored contact can be is found without asking the database, which would
-# refuse it (a bigint out of range, a NUL or a lone surrogate in text): E.164 has at
-# most 15 digits, an email at most 254 characters.
+# What no stored contact or link can be is found without asking the database, which
+# would refuse it (a bigint out of range, a NUL or a lone surrogate in text): E.164 has
+# at most 15 digits, an email at most 254 characters.
 MAX_PHONE = 999_999_999_999_999
 
 
-def _storable(email: str) -> bool:
-    if len(email) > 254 or "\x00" in email:
+def _storable(text: str, longest: int = 254) -> bool:
+    if len(text) > longest or "\x00" in text:
         return False
     try:
-        email.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
@@ -231,20 +251,34 @@ DEFAULT_LIMIT = 20
 
 
 async def find_users(request: web.Request) -> web.Response:
-    """A look-up by email or phone (zero or one user), else one page of the listing.
-    The query string holds personal data: nothing here logs it, and the telemetry
-    sees only the route."""
-    query = load(_users_query, dict(request.query), "query")
+    """A look-up (by email, phone, ids or linked account), else one page of the listing.
+    The query string holds personal data: nothing here logs it, and the telemetry sees
+    only the route."""
+    given = request.query
+    data = dict(given)
+    if "id" in data:
+        data["id"] = given.getall("id")
+    query = load(_users_query, data, "query")
     if not is_successful(query):
         return invalid(query.failure())
     asked = query.unwrap()
     users = request.app[USERS]
+    if "id" in asked:
+        return _page(await users.get_rows(asked["id"]), None)
     if "email" in asked:
         email = asked["email"]
         return _page(await users.find_by_email(email) if _storable(email) else [], None)
     if "phone" in asked:
         phone = asked["phone"]
         return _page(await users.find_by_phone(phone) if phone <= MAX_PHONE else [], None)
+    if "social_network" in asked:
+        network = asked["social_network"]
+        # The link as the domain reads one, to its key; one that no account of this
+        # network can have (another network's, not a link at all) finds no one.
+        link = parse_connection_link(network, asked["connection_link"])
+        if not is_successful(link) or not _storable(link.unwrap().key, LINK_MAX_LENGTH):
+            return _page([], None)
+        return _page(await users.find_by_linked_account(network, link.unwrap()), None)
     after = None
     if "cursor" in asked:
         after = cursors.decode(asked["cursor"])
@@ -255,11 +289,14 @@ async def find_users(request: web.Request) -> web.Response:
     found = await users.page(asked.get("status"), after, limit + 1)
     page = found[:limit]
     more = len(found) > limit
-    return _page(page, cursors.encode((page[-1].created_at, page[-1].user_id)) if more else None)
+    if not more:
+        return _page(page, None)
+    last = page[-1]
+    return _page(page, cursors.encode((last["created_at"], last["user_id"])))
 
 
-def _page(found: list, next_cursor: str | None) -> web.Response:
-    return success({"users": [present_user(u) for u in found], "next_cursor": next_cursor})
+def _page(found: list[Row], next_cursor: str | None) -> web.Response:
+    return success({"users": [present_row(row) for row in found], "next_cursor": next_cursor})
 
 
 async def healthcheck(request: web.Request) -> web.Response:

@@ -5,28 +5,29 @@ Served at ``/api/docs/openapi.json``; Swagger UI at ``/api/docs`` from files shi
 in the package, so the page works without the internet.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from string import Template
 from typing import Any
 
 from aiohttp import web
 from aiohttp_apigami import docs, setup_aiohttp_apispec
-from aiohttp_apigami.constants import API_SPEC_ATTR
+from aiohttp_apigami.constants import API_SPEC_ATTR, SWAGGER_DICT
 from aiohttp_apigami.swagger_ui import SWAGGER_UI_STATIC_FILES
+from attrs import frozen
 from marshmallow import Schema
 
 from usersvc import __version__
 from usersvc.http import schemas
 from usersvc.http.failures import (
-    FAILURES,
-    IDEMPOTENT,
     INTERNAL_ERROR,
     OVERLOADED,
     PAYLOAD_TOO_LARGE,
+    REQUEST_TIMEOUT,
     SERVICE_UNAVAILABLE,
     UNSUPPORTED_MEDIA_TYPE,
     ErrorInfo,
 )
+from usersvc.http.responses import ERROR_TITLE
 
 DOCUMENT_URL = "/api/docs/openapi.json"
 UI_URL = "/api/docs"
@@ -36,7 +37,7 @@ OPENAPI_VERSION = "3.0.3"
 
 # Answered by the shell to any request of a kind, whatever the operation.
 ANY_REQUEST = (INTERNAL_ERROR, SERVICE_UNAVAILABLE, OVERLOADED)
-WITH_A_BODY = (PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE)
+WITH_A_BODY = (REQUEST_TIMEOUT, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE)
 
 DESCRIPTION = """\
 The users microservice: create and look up users, change their names and contacts,
@@ -45,13 +46,17 @@ change is published as an event (see the repository's `asyncapi.yaml`).
 
 JSON in and out. Success: `{"status": <HTTP status>, "result": ...}`. An error:
 `{"status": ..., "error": {"title": "Error occurred", "data": {"message": ..., "code": ...}}}`,
-where `code` is stable and listed per operation. Request validation: 422
+where `code` is stable; each status of each operation has its own schema, whose `code`
+lists what that status can carry there. Request validation: 422
 `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`, every problem at once.
 
 A body is read as JSON when its `Content-Type` is `application/json`, any
 `application/*+json`, or missing; any other media type is a 415
 `unsupported_media_type`. A JSON object with a repeated key is refused
 (422, `type: json_invalid`). Unknown keys are ignored.
+
+Every answer carries `X-Request-ID`: the request's own when it sent a sane one, else a
+new one; the service's log lines of the request carry it too.
 
 Beyond the operations: an unknown path is a 404 `not_found`, a method a path does
 not have a 405 `method_not_allowed` with an `Allow` header; a request that is not
@@ -61,12 +66,117 @@ bytes, more than 128 headers) a 431 `request_header_fields_too_large`. A 503
 `Retry-After`: retry after that many seconds.
 """
 
-SERVERS = [
-    {"url": "/", "description": "the service that serves this document"},
-    {"url": "http://localhost:8000", "description": "a local run (`uv run usersvc`)"},
-]
+SERVERS = [{"url": "/", "description": "the service that serves this document"}]
 
 type Handler = Callable[[web.Request], Any]
+
+# Every header the service sends beyond HTTP's own, as ``components/headers``: each
+# response names those it carries (X-Request-ID: every response).
+REQUEST_ID = "X-Request-ID"
+HEADERS: Mapping[str, dict[str, Any]] = {
+    REQUEST_ID: {
+        "description": "the request's id: the one the request sent in `X-Request-ID` when "
+        "it is 1 to 128 visible ASCII characters, else a new one (32 hex digits)",
+        "required": True,
+        "schema": {"type": "string", "example": "4bf92f3577b34da6a3ce929d0e0e4736"},
+    },
+    "ETag": {
+        "description": 'the user\'s version as a strong entity tag (`"3"`), for `If-Match` '
+        "and `If-None-Match`",
+        "required": True,
+        "schema": {"type": "string", "example": '"3"'},
+    },
+    "Idempotent-Replayed": {
+        "description": "`true`: the stored answer of the first request with this "
+        "`Idempotency-Key`, sent again; nothing ran this time",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0, "example": 5},
+    },
+    "Allow": {
+        "description": "the method the path has",
+        "required": True,
+        "schema": {"type": "string", "example": "POST"},
+    },
+}
+REPLAYED = "Idempotent-Replayed"
+
+
+def _headers(names: Iterable[str]) -> dict[str, Any]:
+    return {
+        name: {"$ref": f"#/components/headers/{name}"}
+        for name in dict.fromkeys((REQUEST_ID, *names))
+    }
+
+
+@frozen
+class Answer:
+    """A success (or another answer without an error envelope) as the document says it."""
+
+    status: int
+    description: str
+    schema: type[Schema] | None  # None: no body
+    headers: tuple[str, ...] = ()
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+# The error envelopes of every status of every operation, by name (all apps write the
+# same): put into the document's ``components`` by :func:`setup`, those it refers to.
+_ERROR_SCHEMAS: dict[str, dict[str, Any]] = {}
+
+
+def error_schema(answers: Sequence[ErrorInfo]) -> dict[str, Any]:
+    """A ``$ref`` to the error envelope of these answers (all of one status): ``status``
+    that status alone, ``title`` the fixed string, ``code`` one of these codes (in the
+    order given: the first is the example). Named after the status and the codes
+    (``Error404UserNotFound``), so operations that answer alike share one."""
+    status = answers[0].status
+    assert all(answer.status == status for answer in answers), answers
+    codes = list(dict.fromkeys(answer.code for answer in answers))
+    name = f"Error{status}" + "Or".join(_camel(code) for code in codes)
+    first = answers[0]
+    _ERROR_SCHEMAS[name] = {
+        "type": "object",
+        "description": f"The error envelope of a {status}: " + _describe(answers),
+        "required": ["status", "error"],
+        "properties": {
+            "status": {"type": "integer", "enum": [status], "description": "the HTTP status"},
+            "error": {
+                "type": "object",
+                "required": ["title", "data"],
+                "properties": {
+                    "title": {"type": "string", "enum": [ERROR_TITLE]},
+                    "data": {
+                        "type": "object",
+                        "required": ["message", "code"],
+                        "properties": {
+                            "message": {
+                                "type": "string",
+                                "description": "a sentence for people; may say more than "
+                                "the code (which field broke which rule)",
+                            },
+                            "code": {
+                                "type": "string",
+                                "enum": codes,
+                                "description": "stable: what a client branches on",
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "example": {
+            "status": status,
+            "error": {"title": ERROR_TITLE, "data": {"message": first.message, "code": first.code}},
+        },
+    }
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _describe(answers: Iterable[ErrorInfo]) -> str:
@@ -76,59 +186,58 @@ def _describe(answers: Iterable[ErrorInfo]) -> str:
     return "; ".join(f"`{code}`: {', or '.join(texts)}" for code, texts in messages.items())
 
 
-def responses(
-    operation_id: str,
-    success: tuple[int, type[Schema], str],
-    failures: Iterable[type],
-    *,
-    body: bool,
-    keyed: bool = False,
-    also: Iterable[ErrorInfo] = (),
-) -> dict[int, dict[str, Any]]:
-    """An operation's responses: its success envelope, then every error it can answer,
-    each status with the codes it carries, all from the failure table (``keyed``: it
-    takes an Idempotency-Key, and answers its two codes; ``also``: the shell's own
-    answers of this operation)."""
-    answers = [FAILURES[failure] for failure in failures] + list(also)
-    if keyed:
-        answers += IDEMPOTENT
-    answers += [*WITH_A_BODY, *ANY_REQUEST] if body else list(ANY_REQUEST)
-    envelope = schemas.error_envelope(operation_id, answers)
-    by_status: dict[int, list[ErrorInfo]] = {}
-    for answer in answers:
-        by_status.setdefault(answer.status, []).append(answer)
+VALIDATION = "request validation: every problem in a `detail` list"
 
-    status, success_schema, success_text = success
-    documented: dict[int, dict[str, Any]] = {
-        status: {"description": success_text, "schema": success_schema}
-    }
-    for http_status, found in sorted(by_status.items()):
-        documented[http_status] = {"description": _describe(found), "schema": envelope}
-    validation = "request validation: every problem in a `detail` list"
-    if 422 in by_status:  # the domain's 422s are envelopes, request validation is not
-        documented[422] = {
-            "description": f"{validation}; or {_describe(by_status[422])}",
-            "content": {
-                "application/json": {"schema": {"oneOf": [schemas.ValidationErrorSchema, envelope]}}
-            },
+
+def responses(
+    answers: Sequence[Answer],
+    errors: Sequence[ErrorInfo],
+    *,
+    validated: bool = True,
+    replayed: Collection[ErrorInfo] = (),
+) -> dict[int, dict[str, Any]]:
+    """An operation's responses: its successes (``answers``), then per status its error
+    envelope of the ``errors`` it may answer with that status, and 422 ``detail`` when
+    it takes input that request validation judges (``validated``). Each names the
+    headers it carries: its answers' own, the failure table's, and
+    ``Idempotent-Replayed`` where the answer of one of ``replayed`` may be a replay."""
+    documented: dict[int, dict[str, Any]] = {}
+    for answer in answers:
+        described: dict[str, Any] = {
+            "description": answer.description,
+            "headers": _headers(answer.headers),
         }
-    else:
-        documented[422] = {"description": validation, "schema": schemas.ValidationErrorSchema}
-    documented[503]["headers"] = {
-        "Retry-After": {
-            "description": "seconds to wait before trying again",
-            "schema": {"type": "integer"},
+        if answer.schema is not None:
+            described["content"] = {"application/json": {"schema": answer.schema}}
+        documented[answer.status] = described
+    by_status: dict[int, list[ErrorInfo]] = {}
+    for error in errors:
+        by_status.setdefault(error.status, []).append(error)
+    for status, found in by_status.items():
+        names = [name for error in found for name in error.headers]
+        if any(error in replayed for error in found):
+            names.append(REPLAYED)
+        documented[status] = {
+            "description": _describe(found),
+            "headers": _headers(names),
+            "content": {"application/json": {"schema": error_schema(found)}},
         }
-    }
+    if validated:
+        detail = schemas.ValidationErrorSchema
+        if 422 in documented:  # the domain's 422s are envelopes, request validation's not
+            refused = documented[422]
+            refused["description"] = f"{VALIDATION}; or {refused['description']}"
+            envelope = refused["content"]["application/json"]["schema"]
+            refused["content"]["application/json"]["schema"] = {"oneOf": [detail, envelope]}
+        else:
+            documented[422] = {
+                "description": VALIDATION,
+                "headers": _headers(()),
+                "content": {"application/json": {"schema": detail}},
+            }
     return dict(sorted(documented.items()))
 
 
-ETAG = {
-    "ETag": {
-        "description": 'the user\'s version as a strong entity tag (`"3"`), for `If-Match`',
-        "schema": {"type": "string", "example": '"3"'},
-    }
-}
 IF_MATCH = {
     "in": "header",
     "name": "If-Match",
@@ -136,6 +245,15 @@ IF_MATCH = {
     "description": "change only if the user's version is one of these entity tags "
     '(`"3"`, as `ETag` gave it; `*`: any); otherwise 412 `precondition_failed` and '
     "nothing changes. Without it the command runs whatever the version.",
+    "schema": {"type": "string", "example": '"3"'},
+}
+IF_NONE_MATCH = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "description": 'the entity tags of the versions the client has (`"3"`, as `ETag` '
+    "gave it; a list; `*`: any): when one is the user's current version the answer is "
+    "304 with no body.",
     "schema": {"type": "string", "example": '"3"'},
 }
 
@@ -159,12 +277,6 @@ IDEMPOTENCY_KEY = {
 }
 
 
-def with_etag(described: dict[int, dict[str, Any]], status: int) -> dict[int, dict[str, Any]]:
-    """The success response, with the ETag header it carries."""
-    described[status]["headers"] = ETAG
-    return described
-
-
 def documented[H: Handler](handler: H, **described: Any) -> H:
     """``docs(...)`` for OpenAPI 3: aiohttp-apigami's decorator always adds Swagger 2.0's
     ``produces``, which an OpenAPI 3 operation may not have; the content type is in
@@ -172,6 +284,20 @@ def documented[H: Handler](handler: H, **described: Any) -> H:
     handler = docs(**described)(handler)
     getattr(handler, API_SPEC_ATTR).pop("produces", None)
     return handler
+
+
+def _referred(node: Any, found: set[str]) -> set[str]:
+    """The names of the schema components ``node`` refers to, anywhere inside it."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            found.add(ref.rpartition("/")[2])
+        for value in node.values():
+            _referred(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _referred(value, found)
+    return found
 
 
 def setup(app: web.Application) -> None:
@@ -191,6 +317,17 @@ def setup(app: web.Application) -> None:
             {"name": "health", "description": "is the service up"},
         ],
     )
+    document = app[SWAGGER_DICT]
+    # The error envelopes and the headers the operations refer to: written here as plain
+    # schemas (they only describe), not through marshmallow.
+    components = document.setdefault("components", {})
+    found = components.setdefault("schemas", {})
+    for name in sorted(_referred(document["paths"], set()) - set(found)):
+        found[name] = _ERROR_SCHEMAS[name]
+    components["schemas"] = dict(sorted(found.items()))
+    components["headers"] = dict(HEADERS)
+    # No operation asks for credentials (yet): said, so a reader knows it was thought of.
+    document["security"] = []
     app.router.add_static(UI_STATIC_URL, SWAGGER_UI_STATIC_FILES)
     page = _ui_page()
 

@@ -7,6 +7,8 @@ from aiohttp import web
 from usersvc.http.failures import ErrorInfo
 from usersvc.serialization import dumps
 
+ERROR_TITLE = "Error occurred"  # the contract's: the same in every error envelope
+
 
 def _json(payload: object, status: int, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
@@ -26,7 +28,7 @@ def error(
     return _json(
         {
             "status": status,
-            "error": {"title": "Error occurred", "data": {"message": message, "code": code}},
+            "error": {"title": ERROR_TITLE, "data": {"message": message, "code": code}},
         },
         status,
         headers,

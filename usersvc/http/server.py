@@ -25,6 +25,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -38,6 +39,7 @@ from usersvc.http.failures import BAD_REQUEST, HEADERS_TOO_LARGE, ErrorInfo
 from usersvc.http.responses import answer
 from usersvc.http.shutdown import SHUTDOWN, Shutdown
 from usersvc.telemetry import logs, metrics
+from usersvc.telemetry.context import CURRENT, Current
 from usersvc.telemetry.requests import REQUEST_ID_HEADER, request_id
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,7 @@ class EnvelopeRequestHandler(RequestHandler):
         started = time.perf_counter()
         info = refusal(exc)
         rid = request_id(None)
-        token = logs.REQUEST_ID.set(rid)
+        token = CURRENT.set(Current(rid, None))
         try:
             # The type only: the parser's message quotes the request's bytes (a header
             # value, a query string), which may be personal data.
@@ -134,7 +136,7 @@ class EnvelopeRequestHandler(RequestHandler):
                 response.content_length,
             )
         finally:
-            logs.REQUEST_ID.reset(token)
+            CURRENT.reset(token)
         return response
 
     def close_when_idle(self, deadline: float) -> None:
@@ -303,11 +305,13 @@ def run(
     loop: asyncio.AbstractEventLoop,
     shutdown_timeout: float,
     drain_seconds: float = 0.0,
+    on_serving: Callable[[], None] | None = None,
     **options: Any,
 ) -> None:
     """Serve until SIGTERM or SIGINT, :func:`drain`, then stop. The first signal
     begins the shutdown; another (a process manager signals a whole process group, and
-    ``uv run`` forwards what it gets) changes nothing: only SIGKILL cuts it short."""
+    ``uv run`` forwards what it gets) changes nothing: only SIGKILL cuts it short.
+    ``on_serving`` is called once the port is bound (an OSError raised here otherwise)."""
     runner = Runner(
         app,
         access_log=None,  # ours is written by the middleware
@@ -331,6 +335,8 @@ def run(
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
+            if on_serving is not None:
+                on_serving()
             await stop.wait()
             await drain(drain_seconds)
         finally:

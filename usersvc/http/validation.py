@@ -4,14 +4,13 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
-from uuid import UUID
 
 import orjson
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 from returns.result import Failure, Result, Success
 
-from usersvc.http.schemas import ERROR_TYPES, Body, Int, Network, Str, Uuid
+from usersvc.http.schemas import ERROR_TYPES, Body, Int, Network, Str, Uuid, parse_uuid
 
 type Detail = list[dict[str, object]]
 
@@ -170,7 +169,7 @@ def plain_loader(schema: Body) -> PlainLoader:
                 if type(value) is not str:
                     return None
                 try:
-                    value = UUID(value)
+                    value = parse_uuid(value)
                 except ValueError:
                     return None
             else:  # a network, by its value

@@ -105,15 +105,26 @@ _durations: dict[tuple[str, str], Histogram] = {}
 _commands: dict[tuple[str, str], Counter] = {}
 
 
+# What no answer hands over sooner (a request's start, a pool checkout) is handed over
+# within this many seconds.
+HAND_OVER_WITHIN = 0.05
+
+
 class _Turn:
-    """What this process measured in the current turn of its event loop, handed to
-    prometheus-client when the turn ends and before every scrape.
+    """What this process measured lately, handed to prometheus-client when the turn of
+    its event loop in which a request ended (or a command was decided) ends, at the
+    latest ``HAND_OVER_WITHIN`` after a count, and before every scrape.
 
     prometheus-client takes a lock and walks a few calls for every increment: some
     ten per request, a tenth of the instructions of a GET. Counted here in plain
-    ints and lists, they cost one increment per metric and turn, and under load a
-    turn answers several requests. Other gunicorn workers, reading the shared files,
-    see the values at most one turn late.
+    ints and lists, they cost one increment per metric and hand-over, and under load
+    a hand-over carries several requests. A request's start and its pool checkouts
+    wait for its end (one hand-over a request, not one for each turn it spans, which
+    was a fifth of a lone GET's instructions), or for a timer armed at most once per
+    ``HAND_OVER_WITHIN``: a request that takes longer is in flight for other workers
+    within that. The pool's gauge and histogram always wait for that timer. Other
+    gunicorn workers, reading the shared files, see an answered request once its turn
+    has ended, the pool's numbers within ``HAND_OVER_WITHIN``.
     """
 
     __slots__ = (
@@ -124,8 +135,10 @@ class _Turn:
         "in_flight",
         "in_use",
         "requests",
+        "ticking",
     )
     due: asyncio.AbstractEventLoop | None  # the loop whose next turn hands these over
+    ticking: asyncio.AbstractEventLoop | None  # the loop whose timer will hand them over
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -135,6 +148,7 @@ class _Turn:
         self.acquire_waits: list[float] = []
         self.commands: dict[tuple[str, str], int] = {}
         self.due = None
+        self.ticking = None
 
 
 _turn = _Turn()
@@ -150,9 +164,10 @@ os.register_at_fork(after_in_child=_forget_parents_counts)
 
 
 def _due() -> None:
-    """After a count: its hand-over is due when this turn of the loop ends (at once
-    without a running loop). A hand-over due on another loop is made now: that loop
-    may never turn again (one that stopped, or a forked worker's parent's)."""
+    """After a count of what ends something: its hand-over is due when this turn of the
+    loop ends (at once without a running loop). A hand-over due on another loop is
+    made at once: that loop may never turn again (one that stopped, or a forked
+    worker's parent's)."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -163,23 +178,63 @@ def _due() -> None:
         if turn.due is not None:
             flush()
         turn.due = loop
-        loop.call_soon(flush)
+        loop.call_soon(_answered)
+
+
+def _due_later() -> None:
+    """After a count of what starts something: handed over with the next end's, or by
+    a timer armed if none is (one timer per ``HAND_OVER_WITHIN`` at most, not one per
+    turn: under load every turn ends requests)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        flush()
+        return
+    if _turn.ticking is not loop:
+        _turn.ticking = loop
+        loop.call_later(HAND_OVER_WITHIN, _tick, loop)
+
+
+def _tick(loop: asyncio.AbstractEventLoop) -> None:
+    if _turn.ticking is loop:
+        _turn.ticking = None
+    flush()
 
 
 def flush() -> None:
-    """Hand what was counted to prometheus-client."""
+    """Hand everything counted to prometheus-client (a scrape does this first)."""
     turn = _turn
     turn.due = None
     _hand_over(turn)
+    _hand_over_pool(turn)
+
+
+def _answered() -> None:
+    """The hand-over at the end of a turn that ended requests: what they answered. The
+    pool's checkouts wait for the timer (or a scrape): they need no other worker to
+    see them the moment a request is answered, and were half of this hand-over."""
+    turn = _turn
+    turn.due = None
+    _hand_over(turn)
+    if turn.in_use or turn.acquire_waits:
+        _due_later()
+
+
+def _hand_over_pool(turn: _Turn) -> None:
+    if turn.in_use:
+        DB_POOL_IN_USE._value.inc(turn.in_use)
+        turn.in_use = 0
+    if turn.acquire_waits:
+        waits, turn.acquire_waits = turn.acquire_waits, []
+        observe_all(DB_POOL_ACQUIRE, waits)
 
 
 def _hand_over(turn: _Turn) -> None:
+    # The metrics' values directly (``_value``, as observe_all the buckets): the public
+    # inc() checks each time what cannot fail here, a third of an increment's cost.
     if turn.in_flight:
-        HTTP_IN_FLIGHT.inc(turn.in_flight)
+        HTTP_IN_FLIGHT._value.inc(turn.in_flight)
         turn.in_flight = 0
-    if turn.in_use:
-        DB_POOL_IN_USE.inc(turn.in_use)
-        turn.in_use = 0
     if turn.requests:
         requests, turn.requests = turn.requests, {}
         for (method, route, status), n in requests.items():
@@ -188,7 +243,7 @@ def _hand_over(turn: _Turn) -> None:
                 counter = _requests[method, route, status] = HTTP_REQUESTS.labels(
                     method, route, str(status)
                 )
-            counter.inc(n)
+            counter._value.inc(n)
     if turn.durations:
         durations, turn.durations = turn.durations, {}
         for (method, route), seconds in durations.items():
@@ -196,16 +251,13 @@ def _hand_over(turn: _Turn) -> None:
             if histogram is None:
                 histogram = _durations[method, route] = HTTP_DURATION.labels(method, route)
             observe_all(histogram, seconds)
-    if turn.acquire_waits:
-        waits, turn.acquire_waits = turn.acquire_waits, []
-        observe_all(DB_POOL_ACQUIRE, waits)
     if turn.commands:
         counted, turn.commands = turn.commands, {}
         for key, n in counted.items():
             counter = _commands.get(key)
             if counter is None:
                 counter = _commands[key] = COMMANDS.labels(*key)
-            counter.inc(n)
+            counter._value.inc(n)
 
 
 def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
@@ -227,12 +279,24 @@ def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
 
 def request_started() -> None:
     _turn.in_flight += 1
-    _due()
+    _due_later()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    """A request answered (``request_started`` was not necessarily called for it)."""
+    """A request answered that ``request_started`` did not count (one refused unread)."""
+    _observe(_turn, method, route, status, seconds)
+    _due()
+
+
+def request_ended(method: str, route: str, status: int, seconds: float) -> None:
+    """A request answered that ``request_started`` counted in flight."""
     turn = _turn
+    turn.in_flight -= 1
+    _observe(turn, method, route, status, seconds)
+    _due()
+
+
+def _observe(turn: _Turn, method: str, route: str, status: int, seconds: float) -> None:
     key = (method, route, status)
     turn.requests[key] = turn.requests.get(key, 0) + 1
     durations = turn.durations.get((method, route))
@@ -240,12 +304,6 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
         turn.durations[method, route] = [seconds]
     else:
         durations.append(seconds)
-    _due()
-
-
-def request_ended() -> None:
-    _turn.in_flight -= 1
-    _due()
 
 
 def refused(reason: str) -> None:
@@ -296,14 +354,14 @@ def acquired(started: float) -> None:
     turn = _turn
     turn.acquire_waits.append(now - started)
     turn.in_use += 1
-    _due()
+    _due_later()
     if time.monotonic() - _size_updated > POOL_SIZE_EVERY:
         update_pool_size()
 
 
 def released() -> None:
     _turn.in_use -= 1
-    _due()
+    _due_later()
 
 
 # --- the scrape

@@ -14,7 +14,6 @@ import os
 import random
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from contextvars import ContextVar
 from typing import Any
 
 from aiohttp import web
@@ -48,6 +47,8 @@ from opentelemetry.util.http import (
     get_excluded_urls,
     normalise_request_header_name,
 )
+
+from usersvc.telemetry.context import CURRENT
 
 TRACER = trace.get_tracer("usersvc")
 # Only W3C trace context goes into events: baggage may carry anything.
@@ -288,29 +289,29 @@ _tuple_new = tuple.__new__
 _NO_STATE = DEFAULT_TRACE_STATE
 
 
+_SPAN_ID_BITS = 64
+_SPAN_ID_MASK = (1 << _SPAN_ID_BITS) - 1
+
+
 def new_root_span_context() -> SpanContext:
     """The ids of a new trace's first span, unsampled: what ``SpanContext(...)`` makes of
     two random ids, built as the tuple it is (its constructor's checks cannot fail on
-    ids drawn in range, and were a tenth of a request's telemetry)."""
-    trace_id = random.getrandbits(128)
-    while trace_id == INVALID_TRACE_ID:
-        trace_id = random.getrandbits(128)
-    span_id = random.getrandbits(64)
-    while span_id == INVALID_SPAN_ID:
-        span_id = random.getrandbits(64)
+    ids drawn in range, and were a tenth of a request's telemetry). Both ids from one
+    draw of 192 bits: the trace id the high 128, the span id the low 64."""
+    bits = random.getrandbits(128 + _SPAN_ID_BITS)
+    trace_id, span_id = bits >> _SPAN_ID_BITS, bits & _SPAN_ID_MASK
+    while trace_id == INVALID_TRACE_ID or span_id == INVALID_SPAN_ID:
+        bits = random.getrandbits(128 + _SPAN_ID_BITS)
+        trace_id, span_id = bits >> _SPAN_ID_BITS, bits & _SPAN_ID_MASK
     return _tuple_new(SpanContext, (trace_id, span_id, False, _RANDOM_IDS, _NO_STATE, True))
-
-
-# The ids of the request's unrecorded server span, while it is handled. Kept apart from
-# OpenTelemetry's context: attaching a span there (and reading it back for every log
-# line and statement) cost more than making it, and nothing but our own code reads it.
-_UNRECORDED: ContextVar[SpanContext | None] = ContextVar("usersvc_unrecorded_span", default=None)
 
 
 def current_span_context() -> SpanContext:
     """The ids of the current span: the request's unrecorded server span while there is
-    one, otherwise OpenTelemetry's current span."""
-    ids = _UNRECORDED.get()
+    one (kept apart from OpenTelemetry's context: attaching a span there, and reading it
+    back for every log line and statement, cost more than making it), otherwise
+    OpenTelemetry's current span."""
+    ids = CURRENT.get().span
     return trace.get_current_span().get_span_context() if ids is None else ids
 
 
@@ -397,23 +398,27 @@ class ServerSpan:
     is recorded (the sampler decides without them: none of the SDK's samplers reads
     attributes). Its OpenTelemetry HTTP metrics are not kept: no OpenTelemetry meter
     provider is configured, so they went nowhere; Prometheus has usersvc_http_*.
+
+    With no span processor, only ids: ``unrecorded`` holds them, which the caller makes
+    current (with the request id: :mod:`usersvc.telemetry.context`), and there is
+    nothing to finish.
     """
 
-    __slots__ = ("_attributes", "_span", "_token", "_unrecorded")
+    __slots__ = ("_attributes", "_span", "_token", "unrecorded")
 
-    def __init__(self, request: web.Request) -> None:
+    def __init__(self, request: web.Request, current: Context) -> None:
         if _ids_only:
-            # Only ids: current through :func:`current_span_context`, not OpenTelemetry's
-            # context. Only a request that carries trace context has a parent to read.
+            # Only a request that carries trace context has a parent to read, and only a
+            # context that holds something (as a rule a request's holds nothing) a span.
             headers = request.headers
-            parent = None
             for field in _propagated_fields():
                 if field in headers:
                     parent = extract(request, getter=aiohttp_server.getter)
-                    break
-            self._unrecorded = _UNRECORDED.set(unrecorded_span_context(parent))
+                    self.unrecorded = unrecorded_span_context(parent)
+                    return
+            self.unrecorded = unrecorded_span_context() if current else new_root_span_context()
             return
-        self._unrecorded = None
+        self.unrecorded = None
         self._attributes: dict[str, Any] = {}
         self._span = span = _SERVER_TRACER.start_span(
             _span_name(request),
@@ -434,18 +439,18 @@ class ServerSpan:
         ``OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS`` variable, as the library reads it)."""
         # Only a context that holds something can suppress (a request's holds nothing,
         # as a rule), and only a path pattern set can exclude: both are asked only then.
-        if otel_context.get_current() and not is_http_instrumentation_enabled():
+        current = otel_context.get_current()
+        if current and not is_http_instrumentation_enabled():
             return None
         if _EXCLUDING and _EXCLUDED_URLS.url_disabled(request.path):
             return None
-        return cls(request)
+        return cls(request, current)
 
     def finish(
         self, status: int, response: web.StreamResponse | None, error: BaseException | None
     ) -> None:
         """The status the client got (or the error that escaped) on the span; end it."""
-        if self._unrecorded is not None:
-            _UNRECORDED.reset(self._unrecorded)
+        if self.unrecorded is not None:
             return
         span = self._span
         try:
