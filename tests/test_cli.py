@@ -18,7 +18,9 @@ import pytest
 
 from tests.conftest import AMQP_URL
 from tests.test_migrations import MIGRATIONS
+from usersvc.config import Settings
 from usersvc.http.app import openapi_document
+from usersvc.http.callers import quotas_of
 
 STARTUP_SECONDS = 60
 
@@ -224,9 +226,12 @@ def test_with_no_database_configured_serve_starts_an_embedded_postgresql(
             outputs.append(_stop(process))
     for output in outputs:
         assert "embedded development PostgreSQL" in output
-        # The one warning of a start: that the database is the embedded one.
+        # The warnings of a first start, and only those: the database is the embedded
+        # one, and nobody chose who may call (§5: every caller may do everything).
         warnings = [line for line in output.splitlines() if '"level":"warning"' in line]
-        assert len(warnings) == 1, warnings
+        assert len(warnings) == 2, warnings
+        assert "embedded development PostgreSQL" in warnings[0]
+        assert "USERSVC_AUTH is not set" in warnings[1]
         assert "RuntimeDirWarning" not in output
     assert (tmp_path / ".pgdata" / "PG_VERSION").exists()
     # Nothing the service sent made the embedded server log an error (yoyo's lock table
@@ -247,5 +252,6 @@ def test_usersvc_openapi_prints_the_served_document_without_a_database():
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == openapi_document()
+    # as the settings would serve it: no tokens asked (USERSVC_AUTH unset), quotas counted
+    assert json.loads(done.stdout) == openapi_document(None, quotas_of(Settings.from_env({})))
     assert done.stderr == ""

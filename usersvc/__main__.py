@@ -164,8 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "openapi",
         help="print the OpenAPI document the API serves (for client generators, linters)",
-        description="Print the OpenAPI document served at /api/docs/openapi.json; "
-        "needs no database.",
+        description="Print the OpenAPI document served at /api/docs/openapi.json, as the "
+        "settings (USERSVC_AUTH, the quotas) would serve it; needs no database.",
     )
     return parser
 
@@ -289,7 +289,13 @@ def _stopped_while_starting(command: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(_with_command(sys.argv[1:] if argv is None else argv))
     if args.command == "openapi":
-        print(json.dumps(openapi_document(), indent=2))
+        try:
+            settings = Settings.from_env()
+        except SettingError as error:
+            _fail(BAD_SETTING, str(error))
+        # As this deployment's settings would serve it (USERSVC_AUTH, the quotas).
+        document = openapi_document(tokens_of(settings), quotas_of(settings))
+        print(json.dumps(document, indent=2))
         return
     _stopped_while_starting(args.command)
     try:

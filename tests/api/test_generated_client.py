@@ -6,8 +6,10 @@ error envelope carrying its code.
 The client is generated once per session (about a second) into a temporary folder.
 """
 
+import asyncio
 import importlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -21,8 +23,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.auth.conftest import key, provider
+from tests.auth.support import Key, Provider, claims, sign
 from usersvc.http.app import create_app
+from usersvc.http.auth import Tokens
 from usersvc.http.failures import FAILURES
+from usersvc.http.keys import SigningKeys
 
 PACKAGE = "usersvc_client"
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
@@ -32,6 +38,7 @@ CONFIG = {
     "post_hooks": [],  # no formatting of the generated code: only imported here
 }
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nope"
+__all__ = ["key", "provider"]  # the auth tests' fixtures: a provider of the test's own
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +48,10 @@ def generate_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callab
     made: dict[str, ModuleType] = {}
 
     def generate(document: dict[str, Any]) -> ModuleType:
-        text = json.dumps(document, sort_keys=True)
+        # Each test's provider has a port of its own: the token URL is the one difference.
+        text = re.sub(
+            r'"tokenUrl": "[^"]*"', '"tokenUrl": "…"', json.dumps(document, sort_keys=True)
+        )
         if made:
             ((made_from, module),) = made.items()
             assert made_from == text, "the served document changed within one test run"
@@ -89,13 +99,32 @@ async def _served_document(server: TestServer) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def server(aiohttp_server, database_url: str) -> TestServer:
-    return await aiohttp_server(create_app(database_url))
+async def server(aiohttp_server, database_url: str, provider: Provider, key: Key) -> TestServer:
+    """The service checking the tokens of a provider of the test's own (§5)."""
+    tokens = Tokens(SigningKeys(provider.issuer), "usersvc")
+    return await aiohttp_server(create_app(database_url, tokens=tokens))
+
+
+@pytest.fixture
+def token(provider: Provider, key: Key) -> str:
+    """A token with every scope, as the provider would issue it."""
+    return sign(key, claims(iss=provider.issuer))
 
 
 @pytest.fixture
 async def document(server: TestServer) -> dict[str, Any]:
-    return await _served_document(server)
+    return await _discovered_document(server)
+
+
+async def _discovered_document(server: TestServer) -> dict[str, Any]:
+    """The served document, once discovery has named the provider's token URL (the
+    client credentials scheme from then on)."""
+    for _ in range(100):
+        document = await _served_document(server)
+        if "oauth2" in document["components"].get("securitySchemes", {}):
+            return document
+        await asyncio.sleep(0.05)
+    raise AssertionError("discovery never named the token URL")
 
 
 @pytest.fixture
@@ -106,11 +135,16 @@ async def generated(document: dict[str, Any], generate_client: Callable) -> Modu
 class Lifecycle:
     """The generated package, its client on the server, and the codes seen so far."""
 
-    def __init__(self, package: ModuleType, base_url: str, document: dict[str, Any]) -> None:
+    def __init__(
+        self, package: ModuleType, base_url: str, document: dict[str, Any], token: str
+    ) -> None:
         self.document = document
         self.models = importlib.import_module(f"{PACKAGE}.models")
         self.healthcheck = importlib.import_module(f"{PACKAGE}.api.health.healthcheck")
-        self.client = package.Client(base_url=base_url, raise_on_unexpected_status=True)
+        # The document's bearer scheme makes the generator write an AuthenticatedClient.
+        self.client = package.AuthenticatedClient(
+            base_url=base_url, token=token, raise_on_unexpected_status=True
+        )
         self.codes: set[str] = set()
 
     def operation(self, name: str) -> ModuleType:
@@ -153,10 +187,20 @@ class Lifecycle:
 
 
 async def test_a_generated_client_drives_the_whole_lifecycle(
-    server: TestServer, generated: ModuleType, document: dict[str, Any]
+    server: TestServer, generated: ModuleType, document: dict[str, Any], token: str
 ):
-    life = Lifecycle(generated, str(server.make_url("")), document)
+    life = Lifecycle(generated, str(server.make_url("")), document, token)
     m = life.models
+    # Without the token: the 401 envelope of the operation, parsed as its own class.
+    async with generated.Client(base_url=str(server.make_url(""))) as anonymous:
+        refused = await life.operation("create_user").asyncio_detailed(
+            client=anonymous, body=m.CreateUserBody(phone=79161234599, email=None,
+                                                    firstname="A", lastname="B",
+                                                    middlename=None)
+        )  # fmt: skip
+        assert refused.status_code == 401
+        assert isinstance(refused.parsed, getattr(m, life.envelope("create_user", 401)))
+        assert refused.parsed.error.data.code.value == "unauthenticated"
     async with life.client:
         health = await life.healthcheck.asyncio(client=life.client)
         assert isinstance(health, m.Healthy)
@@ -384,10 +428,11 @@ async def test_a_generated_client_drives_the_whole_lifecycle(
 
 
 async def test_a_generated_client_reads_a_lost_database_as_a_503_envelope(
-    aiohttp_server, generate_client: Callable
+    aiohttp_server, generate_client: Callable, provider: Provider, key: Key
 ):
-    server = await aiohttp_server(create_app(UNREACHABLE, pool_min_size=0))
-    package = generate_client(await _served_document(server))
+    tokens = Tokens(SigningKeys(provider.issuer), "usersvc")
+    server = await aiohttp_server(create_app(UNREACHABLE, pool_min_size=0, tokens=tokens))
+    package = generate_client(await _discovered_document(server))
     healthcheck = importlib.import_module(f"{PACKAGE}.api.health.healthcheck")
     models = importlib.import_module(f"{PACKAGE}.models")
     async with package.Client(base_url=str(server.make_url(""))) as client:
@@ -401,9 +446,9 @@ async def test_a_generated_client_reads_a_lost_database_as_a_503_envelope(
 
 
 async def test_a_generated_client_retries_safely_with_an_idempotency_key(
-    server: TestServer, generated: ModuleType, document: dict[str, Any]
+    server: TestServer, generated: ModuleType, document: dict[str, Any], token: str
 ):
-    life = Lifecycle(generated, str(server.make_url("")), document)
+    life = Lifecycle(generated, str(server.make_url("")), document, token)
     m = life.models
     async with life.client:
         body = m.CreateUserBody(

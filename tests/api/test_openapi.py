@@ -17,7 +17,9 @@ from usersvc.http.failures import (
     IDEMPOTENT,
     INTERNAL_ERROR,
     METHOD_NOT_ALLOWED,
+    NOT_MIGRATED,
     SERVICE_UNAVAILABLE,
+    SHUTTING_DOWN,
 )
 from usersvc.http.openapi import ANY_REQUEST, WITH_A_BODY
 
@@ -184,6 +186,10 @@ def _answers(operation: dict[str, Any]) -> dict[int, set[str]]:
     name = operation["operationId"]
     if name == "healthcheck":
         answers = [INTERNAL_ERROR, SERVICE_UNAVAILABLE]
+    elif name == "livez":
+        answers = []
+    elif name == "readyz":
+        answers = [SERVICE_UNAVAILABLE, SHUTTING_DOWN, NOT_MIGRATED]
     elif name == "find_users":
         answers = list(ANY_REQUEST)
     elif name == "get_user":

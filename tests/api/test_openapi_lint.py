@@ -1,5 +1,6 @@
 """Redocly's linter, with its recommended rules (redocly.yaml), passes on the document the
-service serves, but for the two warnings redocly.yaml lists with their reasons.
+service serves (with tokens and quotas: every refusal declared), but for the warnings
+redocly.yaml lists with their reasons.
 
 Redocly's CLI is the npm package of package.json; it is installed here (``npm ci``, a few
 seconds) when the checkout has not installed it yet, as ``.ci/run`` does.
@@ -16,6 +17,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from usersvc.http.app import create_app
+from usersvc.http.auth import Tokens
+from usersvc.http.keys import SigningKeys
+from usersvc.http.quotas import LocalQuotas, parse_limits
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 REDOCLY = ROOT / "node_modules" / ".bin" / "redocly"
@@ -24,6 +28,8 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nope"
 LEFT = {
     ("info-license", "#/info"),
     ("operation-4xx-response", "#/paths/~1api~1v1~1healthcheck/post/responses"),
+    ("operation-4xx-response", "#/paths/~1livez/get/responses"),
+    ("operation-4xx-response", "#/paths/~1readyz/get/responses"),
 }
 
 
@@ -38,14 +44,21 @@ def redocly() -> Path:
 
 @pytest.fixture
 async def served(aiohttp_client) -> dict[str, Any]:
-    """The document as the app serves it."""
-    api: TestClient = await aiohttp_client(create_app(UNREACHABLE, pool_min_size=0))
+    """The document as the app serves it, checking tokens and counting quotas."""
+    keys = SigningKeys("https://sso.example.com/realms/services")
+    app = create_app(
+        UNREACHABLE,
+        pool_min_size=0,
+        tokens=Tokens(keys, "usersvc"),
+        quotas=LocalQuotas(parse_limits("1000/second", "50/second")),
+    )
+    api: TestClient = await aiohttp_client(app)
     response = await api.get("/api/docs/openapi.json")
     assert response.status == 200
     return await response.json()
 
 
-def test_redoclys_recommended_rules_pass_but_the_two_listed_warnings(
+def test_redoclys_recommended_rules_pass_but_the_listed_warnings(
     served: dict[str, Any], redocly: Path, tmp_path: Path
 ):
     document = tmp_path / "openapi.json"

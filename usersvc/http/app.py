@@ -5,7 +5,7 @@ import contextlib
 import functools
 import re
 import types
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -26,11 +26,16 @@ from usersvc.http.callers import Access, Gate
 from usersvc.http.failures import (
     FAILURES,
     IDEMPOTENT,
+    INSUFFICIENT_SCOPE,
     INTERNAL_ERROR,
+    KEYS_UNAVAILABLE,
     METHOD_NOT_ALLOWED,
     NOT_MIGRATED,
     SERVICE_UNAVAILABLE,
     SHUTTING_DOWN,
+    TOO_MANY_REQUESTS,
+    UNAUTHENTICATED,
+    ErrorInfo,
 )
 from usersvc.http.handlers import (
     POOL,
@@ -281,8 +286,13 @@ def _own(handler: Handler) -> Handler:
     return functools.update_wrapper(copy, handler, updated=())
 
 
-def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> None:
-    """The operations; ``access`` gets each guarded route's :data:`ACCESS`."""
+def add_routes(
+    app: web.Application,
+    access: dict[AbstractRoute, Access],
+    refusals: Sequence[ErrorInfo] = (),
+) -> None:
+    """The operations; ``access`` gets each guarded route's :data:`ACCESS`, and their
+    documents the ``refusals`` the caller's checks may answer (401, 403, 429, 503)."""
     for command in COMMANDS:
         # No user left to tag after a permanent deletion.
         etag = command.operation_id != "delete_user_permanently"
@@ -305,7 +315,7 @@ def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> Non
             parameters=[IDEMPOTENCY_KEY] if creates_user else [IF_MATCH, IDEMPOTENCY_KEY],
             responses=responses(
                 [success],
-                [*decided, *IDEMPOTENT, *WITH_A_BODY, *ANY_REQUEST],
+                [*decided, *IDEMPOTENT, *WITH_A_BODY, *ANY_REQUEST, *refusals],
                 replayed=decided,  # stored with the key, answered again to its repeats
             ),
         )
@@ -324,7 +334,7 @@ def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> Non
                 Answer(200, "the user", schemas.USER_FOUND, ("ETag",)),
                 Answer(304, "`If-None-Match` names the user's current version", None, ("ETag",)),
             ],
-            [FAILURES[F.UserNotFound], METHOD_NOT_ALLOWED, *ANY_REQUEST],
+            [FAILURES[F.UserNotFound], METHOD_NOT_ALLOWED, *ANY_REQUEST, *refusals],
         ),
     )
     # No HEAD beside GET: the contract has none, and the document lists only the contract.
@@ -337,7 +347,9 @@ def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> Non
         "at a time",
         description=LOOK_UPS,
         operation_id="find_users",
-        responses=responses([Answer(200, "the users found", schemas.USERS_FOUND)], ANY_REQUEST),
+        responses=responses(
+            [Answer(200, "the users found", schemas.USERS_FOUND)], [*ANY_REQUEST, *refusals]
+        ),
     )
     access[app.router.add_get(API + "/users", found, allow_head=False)] = ACCESS["find_users"]
     health = documented(
@@ -358,16 +370,14 @@ def add_routes(app: web.Application, access: dict[AbstractRoute, Access]) -> Non
 
 def add_probes(app: web.Application) -> None:
     """GET /livez and /readyz (§6), at the root as Kubernetes names them; no input to
-    refuse, and never a turn to wait for."""
+    refuse, never a turn to wait for, and nothing that fails but what readyz reports."""
     livez = documented(
         _own(probes.livez),
         tags=["health"],
         summary="Liveness: 200 while the process serves (the database is not asked)",
         operation_id="livez",
         responses=responses(
-            [Answer(200, "the process serves", schemas.PROBE_OK)],
-            (INTERNAL_ERROR,),
-            validated=False,
+            [Answer(200, "the process serves", schemas.PROBE_OK)], (), validated=False
         ),
     )
     app.router.add_get(probes.LIVEZ, livez, allow_head=False)
@@ -379,7 +389,7 @@ def add_probes(app: web.Application) -> None:
         operation_id="readyz",
         responses=responses(
             [Answer(200, "send this process requests", schemas.PROBE_OK)],
-            (INTERNAL_ERROR, SERVICE_UNAVAILABLE, SHUTTING_DOWN, NOT_MIGRATED),
+            (SERVICE_UNAVAILABLE, SHUTTING_DOWN, NOT_MIGRATED),
             validated=False,
         ),
     )
@@ -430,13 +440,25 @@ async def _outbox_stats(request: web.Request) -> tuple[int, float] | None:
     return row["backlog"], row["oldest_age"]
 
 
+def scopes_of_operations() -> dict[str, tuple[str, ...]]:
+    """The scopes each guarded operation accepts, for the OpenAPI document."""
+    return {
+        operation: (rule.scope,) if rule.listing_scope is None else (rule.scope, rule.listing_scope)
+        for operation, rule in ACCESS.items()
+    }
+
+
 def _callers(gate: Gate) -> Context:
     """The provider's keys fetched in the background from start-up (which never waits
-    for them), and the quota storage's connections closed at the end."""
+    for them), and the quota storage's connections closed at the end. Once discovery
+    names the provider's token URL, the document offers OAuth 2.0's client credentials."""
 
-    async def context(_: web.Application) -> AsyncIterator[None]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
         if gate.tokens is not None:
-            await gate.tokens.keys.start()
+            keys = gate.tokens.keys
+            scopes = scopes_of_operations()
+            keys.on_token_url = lambda url: openapi.secure(app[SWAGGER_DICT], scopes, url)
+            await keys.start()
         yield
         await gate.close()
 
@@ -477,8 +499,11 @@ def create_app(
     app.cleanup_ctx.append(_database(database_url, pool_min_size, statement_cache))
     if relay is not None:
         app.cleanup_ctx.append(_relay(relay_database_url or database_url, relay))
-    add_routes(app, access)
-    openapi.setup(app)
+    refusals = [TOO_MANY_REQUESTS] if quotas is not None else []
+    if tokens is not None:
+        refusals += [UNAUTHENTICATED, INSUFFICIENT_SCOPE, KEYS_UNAVAILABLE]
+    add_routes(app, access, refusals)
+    openapi.setup(app, scopes_of_operations() if tokens is not None else None)
     return app
 
 
@@ -496,7 +521,11 @@ def create_relay_app(pool: asyncpg.Pool, shutdown: Shutdown) -> web.Application:
     return app
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(tokens: Tokens | None = None, quotas: Quotas | None = None) -> dict[str, Any]:
     """The OpenAPI document the app serves at ``/api/docs/openapi.json``, written without
-    a database (the app connects only when it starts)."""
-    return create_app("postgresql://localhost/never-connected", pool_min_size=0)[SWAGGER_DICT]
+    a database (the app connects only when it starts) nor the provider (its token URL
+    comes with discovery, once the app runs)."""
+    app = create_app(
+        "postgresql://localhost/never-connected", pool_min_size=0, tokens=tokens, quotas=quotas
+    )
+    return app[SWAGGER_DICT]

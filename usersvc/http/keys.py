@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -119,6 +119,8 @@ class SigningKeys:
         self.issuer = issuer
         self.jwks_url = jwks_url
         self.token_url: str | None = None  # from discovery, for the OpenAPI document
+        # Told the token URL when discovery finds it (or finds it changed).
+        self.on_token_url: Callable[[str], None] | None = None
         self._refetch_every = refetch_every
         self._timeout = timeout
         self._keys: dict[str, SigningKey] = {}
@@ -236,5 +238,8 @@ class SigningKeys:
         if document.get("issuer") != self.issuer:
             raise ValueError("the discovery document is of another issuer")
         token_url = document.get("token_endpoint")
-        self.token_url = token_url if isinstance(token_url, str) else None
+        if isinstance(token_url, str) and token_url != self.token_url:
+            self.token_url = token_url
+            if self.on_token_url is not None:
+                self.on_token_url(token_url)
         return document["jwks_uri"]

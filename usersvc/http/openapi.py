@@ -101,6 +101,16 @@ HEADERS: Mapping[str, dict[str, Any]] = {
         "required": True,
         "schema": {"type": "string", "example": "POST"},
     },
+    "WWW-Authenticate": {
+        "description": 'RFC 6750\'s challenge: `Bearer realm="usersvc"`, with '
+        '`error="invalid_token"` when a token was sent and failed, or '
+        '`error="insufficient_scope", scope="…"` naming the scope the operation needs',
+        "required": True,
+        "schema": {
+            "type": "string",
+            "example": 'Bearer realm="usersvc", error="insufficient_scope", scope="users:write"',
+        },
+    },
 }
 REPLAYED = "Idempotent-Replayed"
 
@@ -300,8 +310,10 @@ def _referred(node: Any, found: set[str]) -> set[str]:
     return found
 
 
-def setup(app: web.Application) -> None:
-    """Write the document from the routes added so far, and serve it and Swagger UI."""
+def setup(app: web.Application, scopes: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Write the document from the routes added so far, and serve it and Swagger UI.
+    ``scopes``: with ``USERSVC_AUTH=jwt``, the scopes each guarded operation accepts (by
+    operation id); None: no operation asks for credentials."""
     setup_aiohttp_apispec(
         app,
         title="usersvc",
@@ -326,8 +338,7 @@ def setup(app: web.Application) -> None:
         found[name] = _ERROR_SCHEMAS[name]
     components["schemas"] = dict(sorted(found.items()))
     components["headers"] = dict(HEADERS)
-    # No operation asks for credentials (yet): said, so a reader knows it was thought of.
-    document["security"] = []
+    secure(document, scopes, None)
     app.router.add_static(UI_STATIC_URL, SWAGGER_UI_STATIC_FILES)
     page = _ui_page()
 
@@ -335,6 +346,66 @@ def setup(app: web.Application) -> None:
         return web.Response(text=page, content_type="text/html")
 
     app.router.add_get(UI_URL, swagger_ui)
+
+
+SCOPES_GRANT = {
+    "users:read": "read a user, look users up, get users by id",
+    "users:list": "list every user, a page at a time",
+    "users:write": "every command but the permanent delete",
+    "users:erase": "delete users permanently",
+}
+BEARER = "bearer"
+OAUTH2 = "oauth2"
+_NEEDS = "\n\nNeeds a bearer token with the scope "
+
+
+def secure(
+    document: dict[str, Any], scopes: Mapping[str, Sequence[str]] | None, token_url: str | None
+) -> None:
+    """The document's security (§5): none asked with ``scopes`` None (USERSVC_AUTH=none);
+    else OAuth 2.0's client credentials when the provider's token URL is known (from its
+    discovery document), a bearer JWT otherwise, each guarded operation naming the scopes
+    it accepts. Called again once discovery tells the token URL: the document is served
+    from this dict, so Swagger UI's Authorize button then fetches tokens itself."""
+    components = document.setdefault("components", {})
+    if scopes is None:
+        components.pop("securitySchemes", None)
+        document["security"] = []  # said, so a reader knows it was thought of
+        return
+    if token_url is None:
+        schemes: dict[str, Any] = {
+            BEARER: {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "an access token of the deployment's OpenID provider (the "
+                "client credentials grant), for the audience usersvc",
+            }
+        }
+    else:
+        schemes = {
+            OAUTH2: {
+                "type": "oauth2",
+                "description": "the client credentials grant of the deployment's OpenID "
+                "provider; the access token is a JWT for the audience usersvc",
+                "flows": {"clientCredentials": {"tokenUrl": token_url, "scopes": SCOPES_GRANT}},
+            }
+        }
+    components["securitySchemes"] = schemes
+    document["security"] = []  # the open operations: the guarded ones say theirs
+    for methods in document["paths"].values():
+        for operation in methods.values():
+            accepted = scopes.get(operation.get("operationId"))
+            if accepted is None:
+                continue
+            if token_url is None:
+                # OpenAPI 3.0 lists no scopes for an http scheme: the description does.
+                operation["security"] = [{BEARER: []}]
+            else:
+                operation["security"] = [{OAUTH2: [scope]} for scope in accepted]
+            described = operation.get("description", "").split(_NEEDS)[0]
+            needed = " or ".join(f"`{scope}`" for scope in accepted)
+            operation["description"] = f"{described}{_NEEDS}{needed}.".lstrip()
 
 
 _UI_PAGE = Template("""<!DOCTYPE html>
@@ -358,6 +429,7 @@ _UI_PAGE = Template("""<!DOCTYPE html>
         validatorUrl: null,
         presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
         layout: "StandaloneLayout",
+        persistAuthorization: true,
       });
     };
   </script>
