@@ -203,12 +203,14 @@ def _database_urls(settings: Settings, command: str) -> dict[str, str]:
     mode, so the relay's direct URL migrates when the owner's is not given."""
     migrate_url = settings.migrate_database_url
     relay_url = settings.relay_database_url
-    if migrate_url and not settings.database_url:
-        raise SettingError("USERSVC_MIGRATE_DATABASE_URL", "is set but USERSVC_DATABASE_URL is not")
     if command == "migrate" and (migrate_url or relay_url):
         if migrate_url:
             return {"USERSVC_MIGRATE_DATABASE_URL": migrate_url}
         return {"USERSVC_RELAY_DATABASE_URL": relay_url}  # type: ignore[dict-item]
+    # Serving beside an owner's URL with no runtime URL would fall back to the
+    # embedded database: surely not what was meant. Migrating alone needs only it.
+    if migrate_url and not settings.database_url:
+        raise SettingError("USERSVC_MIGRATE_DATABASE_URL", "is set but USERSVC_DATABASE_URL is not")
     database_url = _database_url(settings)
     urls: dict[str, str] = {}
     if migrate_url:
