@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 API = ROOT / "docs" / "api.md"
 SECURITY = ROOT / "docs" / "security.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 LINK = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>]+)>")
 
 
@@ -44,9 +45,17 @@ def test_a_page_links_only_inside_the_repository(page: Path):
         assert path.exists(), target
 
 
-def test_the_readme_links_the_api_document_and_lists_every_setting():
+def test_the_readme_opens_with_the_command_that_runs_the_service_and_the_one_that_tests_it():
     text = README.read_text()
+    first_block = text.split("```", 2)[1]
+    commands = [line.split("#")[0].strip() for line in first_block.splitlines()[1:]]
+    assert commands == ["uv run usersvc", "uv run pytest"]
+    assert text.index("```") < text.index("\n## ")  # before any section
     assert "(docs/api.md)" in text
+
+
+def test_the_operations_page_lists_every_setting():
+    text = OPERATIONS.read_text()
     for name in DEFAULTS:
         assert f"`{name}`" in text, name
 

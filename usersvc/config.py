@@ -15,7 +15,7 @@ WEB = ("https", "http")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("json", "console")
 
-# Every variable, its default and its meaning: the README's table says the same.
+# Every variable, its default and its meaning: docs/operations.md's table says the same.
 DEFAULTS: Mapping[str, str] = {
     "USERSVC_DATABASE_URL": "",
     "USERSVC_MIGRATE_DATABASE_URL": "",  # the schema owner's; unset: USERSVC_DATABASE_URL's

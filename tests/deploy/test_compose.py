@@ -293,7 +293,8 @@ def test_the_documented_line_writes_an_env_file_with_a_new_password_for_each(
         for line in ENV_EXAMPLE.read_text().splitlines()
         if "secrets.token_hex" in line
     ]
-    assert line in COMPOSE.read_text()  # the same line in both
+    for page in (COMPOSE, REPO / "README.md", REPO / "docs" / "operations.md"):
+        assert line in page.read_text(), page.name  # the same line everywhere it is shown
     shutil.copy(ENV_EXAMPLE, tmp_path / ".env.example")
     subprocess.run(["sh", "-c", line], cwd=tmp_path, check=True, timeout=30)
     env_file = tmp_path / ".env"

@@ -1,4 +1,4 @@
-"""``GET /metrics`` after real requests through the app (names from the README's table).
+"""``GET /metrics`` after real requests through the app (names from docs/telemetry.md's table).
 
 The registry lives as long as the test process, so the tests compare before and after.
 """

@@ -1,4 +1,4 @@
-"""The Prometheus metrics (names agreed in the README's table) and ``GET /metrics``.
+"""The Prometheus metrics (names agreed in docs/telemetry.md's table) and ``GET /metrics``.
 
 Under gunicorn every worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``
 (prometheus-client's multiprocess mode) and a scrape of any worker sums them all.
