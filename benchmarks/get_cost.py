@@ -14,7 +14,12 @@ The variants are usersvc as ``usersvc serve`` runs it (JSON logs at INFO to a fi
 trace ids without an exporter, the metrics), the same with one layer taken out, and
 the floor (benchmarks/floor.py). What a layer costs is the difference it makes:
 
-- ``usersvc``: everything;
+- ``jwt``: everything, and each request's bearer token checked (``USERSVC_AUTH=jwt``
+  against benchmarks/issuer.py's keys; one token, its verdict cached after the first
+  request, as for any client that reuses its token);
+- ``usersvc``: everything ``usersvc serve`` does by default (``USERSVC_AUTH`` unset:
+  no token checks; each caller's quotas counted in memory);
+- ``no-quotas``: without the quotas;
 - ``no-access-log``: without the access log line;
 - ``no-metrics``: without the request and pool metrics;
 - ``no-span``: without the request's span ids (the server span, unrecorded);
@@ -53,9 +58,12 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.http_load import fresh_database  # noqa: E402
+from benchmarks.issuer import Issuer  # noqa: E402
+from usersvc.config import Settings  # noqa: E402
 from usersvc.http import app as app_module  # noqa: E402
 from usersvc.http import middleware, server  # noqa: E402
 from usersvc.http.app import SERVER_OPTIONS, create_app  # noqa: E402
+from usersvc.http.callers import quotas_of, tokens_of  # noqa: E402
 from usersvc.http.handlers import USERS, Handler  # noqa: E402
 from usersvc.serialization import dumps  # noqa: E402
 from usersvc.telemetry import logs, metrics, requests  # noqa: E402
@@ -63,7 +71,9 @@ from usersvc.telemetry.logs import configure_logging  # noqa: E402
 from usersvc.telemetry.tracing import configure_tracing  # noqa: E402
 
 VARIANTS = (
+    "jwt",
     "usersvc",
+    "no-quotas",
     "no-access-log",
     "no-metrics",
     "no-span",
@@ -99,7 +109,13 @@ def serve(variant: str, port: int, database_url: str, log: str) -> None:
     with open(log, "w") as stream:  # the server's log lines
         configure_logging("INFO", "json", stream)
         configure_tracing()
-        app = create_app(database_url, relay=None)
+        settings = Settings.from_env(os.environ)  # the issuer's, for jwt
+        app = create_app(
+            database_url,
+            relay=None,
+            tokens=tokens_of(settings),
+            quotas=None if variant == "no-quotas" else quotas_of(settings),
+        )
         if variant in ("no-middleware", "floor-handler"):
             app.middlewares.clear()  # before the app is frozen: as if it had none
         server.run(
@@ -165,11 +181,14 @@ def seed(database_url: str) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
-async def drive(port: int, ids: list[str], requests: int, connections: int) -> None:
+async def drive(
+    port: int, ids: list[str], requests: int, connections: int, headers: dict[str, str]
+) -> None:
     url = f"http://127.0.0.1:{port}/api/v1/users/"
     chooser = random.Random(requests)  # noqa: S311 - the same GETs for every variant
     picks = iter([chooser.choice(ids) for _ in range(requests)])
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
         async def one_connection() -> None:
             for user_id in picks:
@@ -180,9 +199,9 @@ async def drive(port: int, ids: list[str], requests: int, connections: int) -> N
         await asyncio.gather(*(one_connection() for _ in range(connections)))
 
 
-async def wait_up(port: int, process: subprocess.Popen) -> None:
+async def wait_up(port: int, process: subprocess.Popen, headers: dict[str, str]) -> None:
     probe = f"http://127.0.0.1:{port}/api/v1/users/00000000-0000-4000-8000-000000000000"
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=headers) as session:
         for _ in range(1200):
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited {process.returncode}")
@@ -203,9 +222,19 @@ def instructions(out_file: Path) -> int:
 
 
 def measure(
-    variant: str, database_url: str, ids: list[str], args: argparse.Namespace, work: Path
+    variant: str,
+    database_url: str,
+    ids: list[str],
+    args: argparse.Namespace,
+    work: Path,
+    issuer: Issuer,
 ) -> float:
     port = args.port
+    env = os.environ | {"USERSVC_AUTH": "none"}
+    headers: dict[str, str] = {}
+    if variant == "jwt":
+        env |= issuer.settings()
+        headers["Authorization"] = issuer.authorization
     out = work / f"callgrind.{variant}"
     if variant == "floor":
         command = [sys.executable, str(HERE / "floor.py"), str(port), database_url]
@@ -225,12 +254,13 @@ def measure(
             *command,
         ],
         cwd=ROOT,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        asyncio.run(wait_up(port, process))
+        asyncio.run(wait_up(port, process, headers))
         callgrind_control = shutil.which("callgrind_control") or "callgrind_control"
 
         def control(command: str) -> None:
@@ -238,10 +268,10 @@ def measure(
             subprocess.run(sent, check=True, capture_output=True)  # noqa: S603
 
         control("--instr=on")
-        asyncio.run(drive(port, ids, WARM_UP, args.connections))
+        asyncio.run(drive(port, ids, WARM_UP, args.connections, headers))
         control("--zero")
         started = time.monotonic()
-        asyncio.run(drive(port, ids, args.requests, args.connections))
+        asyncio.run(drive(port, ids, args.requests, args.connections, headers))
         seconds = time.monotonic() - started
         control("--dump")
         counted = sum(instructions(d) for d in work.glob(f"callgrind.{variant}.*"))
@@ -276,10 +306,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="usersvc-get-cost-"))
     counted: dict[str, float] = {}
     try:
-        with fresh_database("cost") as database_url:
+        issuer = Issuer(args.port + 1)
+        with fresh_database("cost") as database_url, issuer.serving_in_thread():
             ids = seed(database_url)
             for variant in args.variants:
-                counted[variant] = measure(variant, database_url, ids, args, work)
+                counted[variant] = measure(variant, database_url, ids, args, work, issuer)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

@@ -1,7 +1,7 @@
 """Load benchmark of the HTTP API: usersvc side by side with a bare floor (not a test).
 
     uv run python benchmarks/http_load.py [--rounds 5] [--duration 6] [--connections 32]
-                                          [--only main] [--json results.json]
+                                          [--only main|auth] [--json results.json]
 
 Needs ``wrk`` (the Debian package), a PostgreSQL and a RabbitMQ as the tests use
 them (USERSVC_TEST_DATABASE_URL, USERSVC_TEST_AMQP_URL). It makes two fresh
@@ -19,6 +19,11 @@ databases (dropped after) and its own exchange and queue (deleted after), then:
 5. counts the round trips to PostgreSQL per command: each server runs once more
    behind a proxy that reads the protocol and counts what waits for an answer
    (a simple Query or an extended-protocol Sync), and the statements prepared.
+
+``--only auth`` instead runs usersvc checking bearer tokens (``USERSVC_AUTH=jwt``, the
+keys of benchmarks/issuer.py) against usersvc without (``none``), A B A B: what the
+token checks cost. Every usersvc run counts each request against quotas it cannot
+exhaust (``USERSVC_RATE_LIMIT``), as production counts them.
 
 Per scenario and server it prints req/s, p50/p99 latency, non-2xx answers, the
 server's CPU per request (user + system, all its processes) and peak RSS (per
@@ -59,6 +64,7 @@ from psycopg import sql
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.issuer import Issuer  # noqa: E402
 from usersvc.db.migrations import apply_migrations  # noqa: E402
 
 ADMIN_URL = os.environ.get(
@@ -238,6 +244,7 @@ class Server:
         self.process: asyncio.subprocess.Process | None = None
         self.database_url: str | None = env.get("USERSVC_DATABASE_URL")  # usersvc's: a relay
         self.companion: Server | None = None  # the relay process beside it, if any
+        self.authorization: str | None = None  # the Authorization header its callers send
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log")  # noqa: SIM115
 
     @property
@@ -258,7 +265,8 @@ class Server:
             if self.process.returncode is None:
                 return
         probe = f"{self.url}/api/v1/users/00000000-0000-4000-8000-000000000000"
-        async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": self.authorization} if self.authorization else {}
+        async with aiohttp.ClientSession(headers=headers) as session:
             for _ in range(300):
                 if self.process.returncode is not None:
                     break
@@ -312,15 +320,32 @@ def usersvc_env(database_url: str, exchange: str) -> dict[str, str]:
         "USERSVC_AMQP_EXCHANGE": exchange,
         "USERSVC_AMQP_QUEUE": exchange,
         "USERSVC_LOG_LEVEL": "INFO",
+        "USERSVC_AUTH": "none",
+        # The quotas count every request as in production, but wrk is one caller sending
+        # thousands a second: budgets it cannot spend, so none of its requests is a 429.
+        "USERSVC_RATE_LIMIT": "10000000/second",
+        "USERSVC_RATE_LIMIT_LOOKUPS": "10000000/second",
     }
 
 
-def usersvc(database_url: str, exchange: str, port: int, *, relay: bool = False) -> Server:
+def usersvc(
+    database_url: str,
+    exchange: str,
+    port: int,
+    *,
+    relay: bool = False,
+    issuer: Issuer | None = None,
+) -> Server:
+    """``usersvc serve``; with ``issuer``, checking its bearer tokens (``USERSVC_AUTH=jwt``)."""
     argv = [PYTHON[0], "-m", "usersvc", "serve", "--host", "127.0.0.1", "--port", str(port)]
     name = "usersvc+relay" if relay else "usersvc"
-    return Server(
-        name, argv if relay else [*argv, "--no-relay"], usersvc_env(database_url, exchange), port
-    )
+    env = usersvc_env(database_url, exchange)
+    if issuer is not None:
+        name += "+jwt"
+        env |= issuer.settings()
+    server = Server(name, argv if relay else [*argv, "--no-relay"], env, port)
+    server.authorization = issuer.authorization if issuer is not None else None
+    return server
 
 
 def relay(database_url: str, exchange: str, port: int) -> Server:
@@ -358,7 +383,8 @@ async def seed(server: Server, ids_file: Path) -> None:
     """2,000 users through the server's API; their ids go to ``ids_file`` for wrk."""
     ids: list[str] = []
     numbers = iter(range(1, SEED_USERS + 1))
-    async with aiohttp.ClientSession(server.url) as session:
+    headers = {"Authorization": server.authorization} if server.authorization else {}
+    async with aiohttp.ClientSession(server.url, headers=headers) as session:
 
         async def worker() -> None:
             for k in numbers:
@@ -399,6 +425,7 @@ class Runs:
             "--latency", "-s", str(HERE / "wrk" / f"{scenario}.lua"), server.url,
             "--", str(ids_file), str(base),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=os.environ | {"BENCH_AUTHORIZATION": server.authorization or ""},
         )  # fmt: skip
         out, _ = await process.communicate()
         ticks = server.cpu_ticks() - ticks
@@ -786,6 +813,66 @@ async def run(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(report, indent=1))  # noqa: ASYNC240 - at the end
 
 
+async def run_auth(args: argparse.Namespace) -> None:
+    """What checking tokens costs: usersvc with ``USERSVC_AUTH=none`` and with ``jwt``
+    side by side on one database, A B A B, each caller showing the same valid token (its
+    verdict cached after the first request, as with any client that reuses its token)."""
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    runs = Runs(args)
+    work = Path(tempfile.mkdtemp(prefix="usersvc-bench-"))
+    ports = iter(range(PORT_BASE + 10, PORT_BASE + 99))
+    load_before = load_average()
+    try:
+        with fresh_database("auth") as db:
+            async with bench_exchange() as (exchange, _, broker_note):
+                environment = await asyncio.to_thread(production_environment, work)
+                say(f"{broker_note}; {environment}")
+                issuer = Issuer(next(ports))
+                async with issuer.serving():
+                    plain = usersvc(db, exchange, next(ports))
+                    checked = usersvc(db, exchange, next(ports), issuer=issuer)
+                    its_relay = relay(db, exchange, next(ports))  # drains both servers' events
+                    ids = work / "ids"
+                    await its_relay.start()
+                    await plain.start()
+                    await checked.start()
+                    try:
+                        await seed(plain, ids)
+                        say(f"{checked.name} against {plain.name} (load {load_average()}):")
+                        results = await side_by_side(
+                            runs, plain, ids, checked, ids, args.rounds, say
+                        )
+                        for per in results.values():
+                            for name, rounds in per.items():
+                                rss = (plain if name == plain.name else checked).peak_rss_mb()
+                                for r in rounds:
+                                    r["rss_mb"] = rss
+                    finally:
+                        for server in (checked, plain, its_relay):
+                            await server.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    say("")
+    say(
+        f"load average before {load_before}, after {load_average()}; wrk -t1 "
+        f"-c{args.connections}, {args.duration} s rounds, medians of {args.rounds}; "
+        f"'vs floor' is against {plain.name} (no token checks)"
+    )
+    say("")
+    say(f"### {checked.name} vs {plain.name}")
+    say("")
+    for line in table(results, plain.name):
+        say(line)
+    say("")
+    for line in machine_table(results):
+        say(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))  # noqa: ASYNC240 - at the end
+
+
 async def profile(args: argparse.Namespace) -> None:
     """usersvc alone under each scenario's load, sampled by py-spy: the top functions."""
     out = Path(args.profile)
@@ -857,7 +944,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=6, help="seconds per wrk round")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
-        "--only", choices=["main", "all"], default="all", help="main: skip the relay/gunicorn runs"
+        "--only",
+        choices=["main", "all", "auth"],
+        default="all",
+        help="main: skip the relay/gunicorn runs; auth: only USERSVC_AUTH=jwt against none",
     )
     parser.add_argument(
         "--scenarios",
@@ -870,7 +960,10 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
-    asyncio.run(profile(args) if args.profile else run(args))
+    if args.profile:
+        asyncio.run(profile(args))
+    else:
+        asyncio.run(run_auth(args) if args.only == "auth" else run(args))
 
 
 if __name__ == "__main__":

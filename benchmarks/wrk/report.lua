@@ -32,6 +32,13 @@ end
 
 json_headers = { ["Content-Type"] = "application/json" }
 
+-- The bearer token of a service that checks them (benchmarks/issuer.py), on every request.
+local authorization = os.getenv("BENCH_AUTHORIZATION")
+if authorization and authorization ~= "" then
+  wrk.headers["Authorization"] = authorization
+  json_headers["Authorization"] = authorization
+end
+
 function create_body(k)
   return string.format(
     '{"phone": %d, "email": "load%d@example.com", "firstname": "Ivan", ' ..

@@ -27,11 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
-import redis.asyncio
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import FixedWindowRateLimiter as SharedLimiter
-from limits.errors import StorageError
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
@@ -135,7 +131,15 @@ class SharedQuotas(_Leases):
     """Counts in Redis or Valkey, shared by every process that names the same server."""
 
     def __init__(self, limits: Limits, url: str) -> None:
+        # Imported only where a fleet shares its budgets: Redis's client and the
+        # library's asynchronous storage are a fifth of a process's memory (20 MB).
+        import redis.asyncio
+        from limits.aio.storage import RedisStorage
+        from limits.aio.strategies import FixedWindowRateLimiter as SharedLimiter
+        from limits.errors import StorageError
+
         super().__init__(limits)
+        self._storage_error = StorageError
         # Valkey speaks Redis's protocol: one client for both.
         url = url.replace("valkey", "redis", 1)
         self._pool = redis.asyncio.ConnectionPool.from_url(
@@ -160,7 +164,7 @@ class SharedQuotas(_Leases):
                 if not await limiter.hit(item, budget, caller, cost=cost):
                     stats = await limiter.get_window_stats(item, budget, caller)
                     return _wait(stats.reset_time)
-        except StorageError as error:
+        except self._storage_error as error:
             self._skip_until = time.monotonic() + RETRY_STORAGE_AFTER
             log.warning(
                 "the quota storage did not answer (%s): requests pass uncounted for %.0f s",
