@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.auth.openid_provider import issuer, served
 from tests.auth.support import AUDIENCE, Key, Provider
 from tests.relay.conftest import broker, consumer, names, settings
 from usersvc.http.app import create_app
@@ -56,4 +57,4 @@ async def api(service: Service, key: Key) -> TestClient:
     return await service()
 
 
-__all__ = ["broker", "consumer", "names", "settings"]
+__all__ = ["broker", "consumer", "issuer", "names", "served", "settings"]

@@ -4,62 +4,12 @@ runs as a process with USERSVC_AUTH=jwt and finds the provider's keys through di
 Every operation is called with tokens got over HTTP: the scopes decide 2xx versus 403."""
 
 import base64
-import contextlib
-import shutil
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.api.support import API, user_body
-from tests.telemetry.processes import environment, free_port, stop, usersvc, wait_ready
 
-PROVIDER_DIR = Path(__file__).parent / "oidc"
 CLIENT = ("usersvc-tests", "usersvc-tests-secret")
-
-
-def _node_modules() -> None:
-    """The provider's npm packages, as package-lock.json pins them (once per checkout)."""
-    if (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-        return
-    npm = shutil.which("npm")
-    assert npm, "npm is needed to install the test OpenID provider (oidc-provider)"
-    subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=PROVIDER_DIR,
-        check=True,
-        timeout=300,
-    )
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[str]:
-    """The provider, started on a free port; its issuer URL."""
-    _node_modules()
-    node = shutil.which("node")
-    assert node, "node is needed to run the test OpenID provider"
-    port = free_port()
-    process = subprocess.Popen(
-        [node, "provider.mjs", str(port)],
-        cwd=PROVIDER_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("listening "):
-                break
-        else:
-            pytest.fail(f"the provider exited {process.wait()}")
-        yield line.split()[1]
-    finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
 
 
 def _basic(client_id: str, secret: str) -> dict[str, str]:
@@ -80,24 +30,7 @@ async def _token(session: aiohttp.ClientSession, issuer: str, scope: str) -> str
         return (await response.json())["access_token"]
 
 
-@pytest.fixture
-def service(issuer: str, database_url: str) -> Iterator[str]:
-    """`usersvc serve` checking the provider's tokens; its base URL."""
-    port = free_port()
-    env = environment(
-        USERSVC_DATABASE_URL=database_url,
-        USERSVC_AUTH="jwt",
-        USERSVC_AUTH_ISSUER=issuer,
-    )
-    process = usersvc("serve", "--no-relay", "--port", str(port), env=env)
-    try:
-        wait_ready(process, port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(process)
-
-
-async def test_every_operation_with_tokens_of_a_real_provider(issuer: str, service: str):
+async def test_every_operation_with_tokens_of_a_real_provider(issuer: str, served: str):
     async with aiohttp.ClientSession() as session:
         scopes = ("users:read", "users:list", "users:write", "users:erase")
         tokens = {s: await _token(session, issuer, s) for s in scopes}
@@ -105,7 +38,7 @@ async def test_every_operation_with_tokens_of_a_real_provider(issuer: str, servi
         async def call(scope: str, method: str, path: str, body: object = None) -> tuple:
             headers = {"Authorization": f"Bearer {tokens[scope]}"}
             async with session.request(
-                method, service + API + path, json=body, headers=headers
+                method, served + API + path, json=body, headers=headers
             ) as response:
                 return response.status, await response.json()
 
@@ -152,7 +85,7 @@ async def test_every_operation_with_tokens_of_a_real_provider(issuer: str, servi
         assert status == 404
 
 
-async def test_a_client_gets_only_the_scopes_the_provider_grants_it(issuer: str, service: str):
+async def test_a_client_gets_only_the_scopes_the_provider_grants_it(issuer: str, served: str):
     async with aiohttp.ClientSession() as session:
         async with session.post(
             issuer + "/token",
@@ -168,8 +101,8 @@ async def test_a_client_gets_only_the_scopes_the_provider_grants_it(issuer: str,
             token = (await response.json())["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         async with session.post(
-            service + API + "/users/create_user", json=user_body(), headers=headers
+            served + API + "/users/create_user", json=user_body(), headers=headers
         ) as response:
             assert response.status == 403
-        async with session.get(service + API + "/users?limit=1", headers=headers) as response:
+        async with session.get(served + API + "/users?limit=1", headers=headers) as response:
             assert response.status == 403  # the listing is users:list's

@@ -32,6 +32,10 @@ const provider = new Provider(issuer, {
     },
   ],
   scopes: SCOPES.split(" "),
+  // Swagger UI asks for tokens from the service's page: a browser sends that request
+  // only when the provider allows the page's origin (a deployer's setting for the docs;
+  // here any page served from this machine).
+  clientBasedCORS: (ctx, origin) => URL.parse(origin)?.hostname === "127.0.0.1",
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
