@@ -206,7 +206,8 @@ def test_a_database_that_comes_up_late_is_waited_for(late_database: str):
     assert f"{MIGRATIONS} migration(s) applied" in log
 
 
-def test_a_port_already_taken_is_one_line_and_exit_status_1(empty_database_url: str):
+def _on_a_taken_port(database_url: str, **env: str) -> tuple[subprocess.CompletedProcess, int]:
+    """``usersvc serve`` told to listen on a port another socket holds; the port."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -217,10 +218,18 @@ def test_a_port_already_taken_is_one_line_and_exit_status_1(empty_database_url: 
             "--port",
             str(port),
             "--no-relay",
-            USERSVC_DATABASE_URL=empty_database_url,
-            USERSVC_LOG_LEVEL="WARNING",
-            USERSVC_AUTH="none",  # chosen: no warning about it at this level
+            USERSVC_DATABASE_URL=database_url,
+            **env,
         )
+    return run, port
+
+
+def test_a_port_already_taken_is_one_line_and_exit_status_1(empty_database_url: str):
+    run, port = _on_a_taken_port(
+        empty_database_url,
+        USERSVC_LOG_LEVEL="WARNING",
+        USERSVC_AUTH="none",  # chosen: no warning about it at this level
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     line = _one_line(run)
     assert line.startswith(f"usersvc: error: cannot listen on 127.0.0.1:{port}: "), line
@@ -229,19 +238,7 @@ def test_a_port_already_taken_is_one_line_and_exit_status_1(empty_database_url: 
 def test_serving_on_is_logged_once_the_port_is_bound_and_never_for_a_taken_one(
     empty_database_url: str,
 ):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        run = _run(
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-relay",
-            USERSVC_DATABASE_URL=empty_database_url,
-            USERSVC_LOG_LEVEL="INFO",
-        )
+    run, port = _on_a_taken_port(empty_database_url, USERSVC_LOG_LEVEL="INFO")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "serving on" not in run.stdout + run.stderr
     assert f"usersvc: error: cannot listen on 127.0.0.1:{port}: " in run.stderr

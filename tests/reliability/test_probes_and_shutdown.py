@@ -102,9 +102,8 @@ async def connection(database_url: str):
         await connection.close()
 
 
-async def publish_the_rest(database_url: str, broker: Broker) -> None:
-    """``usersvc relay`` until the outbox is empty: what the stopped service had not
-    sent yet goes now (the relay confirms what it sent and leaves the rest)."""
+def relay_group(database_url: str, broker: Broker) -> Group:
+    """``usersvc relay`` on the test's database and broker, its probes on a free port."""
     port = free_port()
     env = environment(
         USERSVC_DATABASE_URL=database_url,
@@ -112,7 +111,13 @@ async def publish_the_rest(database_url: str, broker: Broker) -> None:
         USERSVC_RELAY_PORT=str(port),
         **broker.settings(),
     )
-    relay = Group([sys.executable, "-m", "usersvc", "relay"], env, port)
+    return Group([sys.executable, "-m", "usersvc", "relay"], env, port)
+
+
+async def publish_the_rest(database_url: str, broker: Broker) -> None:
+    """``usersvc relay`` until the outbox is empty: what the stopped service had not
+    sent yet goes now (the relay confirms what it sent and leaves the rest)."""
+    relay = relay_group(database_url, broker)
     try:
         await asyncio.to_thread(relay.wait_ready)
         loop = asyncio.get_running_loop()
@@ -305,14 +310,7 @@ def test_readyz_is_503_while_the_database_is_down_and_livez_stays_200():
 async def test_usersvc_relay_serves_its_metrics_and_probes_and_stops_on_group_signals(
     database_url: str, broker: Broker
 ):
-    port = free_port()
-    env = environment(
-        USERSVC_DATABASE_URL=database_url,
-        USERSVC_HOST="127.0.0.1",
-        USERSVC_RELAY_PORT=str(port),
-        **broker.settings(),
-    )
-    relay = Group([sys.executable, "-m", "usersvc", "relay"], env, port)
+    relay = relay_group(database_url, broker)
     try:
         await asyncio.to_thread(relay.wait_ready)
         assert await asyncio.to_thread(probe, relay.base + "/livez") == (200, OK)
