@@ -339,7 +339,7 @@ class SqlTimer:
 
     def _event(self, user_id: UUID, name: str) -> tuple:
         now = datetime.now(UTC)
-        return (uuid4(), name, user_id, now, {"user_id": str(user_id)}, {})
+        return (uuid4(), name, user_id, now, {"user_id": str(user_id)}, {}, "benchmark")
 
     async def _create_user(self) -> None:
         k = self._next()
@@ -360,15 +360,16 @@ class SqlTimer:
         """As the service runs it: the user's row locked and read, then the write."""
         k = self._next()
         user_id = RNG.choice(self.sample.changeable)
-        lock, change = await self.prepared("lock_user"), await self.prepared("change_contacts")
+        lock = await self.prepared("lock_user_and_contacts")
+        change = await self.prepared("change_contacts")
+        email, phone = f"sqlmoved{k}@example.com", SQL_PHONES + k
         transaction = self.connection.transaction()
         await transaction.start()
         try:
-            row = await lock.fetchrow(user_id)
+            row = await lock.fetchrow(user_id, email, phone)
             await change.fetch(
-                *self._event(user_id, "ContactsChanged"),
-                f"sqlmoved{k}@example.com", SQL_PHONES + k, row["version"] + 1,
-            )  # fmt: skip
+                *self._event(user_id, "ContactsChanged"), email, phone, row["version"] + 1
+            )
         finally:
             await transaction.rollback()
 
@@ -418,7 +419,7 @@ async def time_sql(
         "list active: deep page": ("list_active_users",),
         "list deleted: deep page": ("list_deleted_users",),
         "create_user": ("create_user",),
-        "change-contacts": ("lock_user", "change_contacts"),
+        "change-contacts": ("lock_user_and_contacts", "change_contacts"),
     }
     for size, timer in timers.items():
         plans = await timer.plans()
