@@ -312,6 +312,16 @@ def floor(database_url: str, port: int) -> Server:
     return Server("floor", [PYTHON[0], str(HERE / "floor.py"), str(port), database_url], {}, port)
 
 
+# No token checks (--only auth measures them), and quotas that count every request as in
+# production but that wrk, one caller sending thousands a second, cannot spend: none of
+# its requests is a 429.
+UNTHROTTLED = {
+    "USERSVC_AUTH": "none",
+    "USERSVC_RATE_LIMIT": "10000000/second",
+    "USERSVC_RATE_LIMIT_LOOKUPS": "10000000/second",
+}
+
+
 def usersvc_env(database_url: str, exchange: str) -> dict[str, str]:
     """The service's settings as production sets them (metrics and logs on)."""
     return {
@@ -320,12 +330,7 @@ def usersvc_env(database_url: str, exchange: str) -> dict[str, str]:
         "USERSVC_AMQP_EXCHANGE": exchange,
         "USERSVC_AMQP_QUEUE": exchange,
         "USERSVC_LOG_LEVEL": "INFO",
-        "USERSVC_AUTH": "none",
-        # The quotas count every request as in production, but wrk is one caller sending
-        # thousands a second: budgets it cannot spend, so none of its requests is a 429.
-        "USERSVC_RATE_LIMIT": "10000000/second",
-        "USERSVC_RATE_LIMIT_LOOKUPS": "10000000/second",
-    }
+    } | UNTHROTTLED
 
 
 def usersvc(

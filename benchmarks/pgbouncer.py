@@ -37,6 +37,7 @@ from psycopg import sql
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.http_load import UNTHROTTLED  # noqa: E402
 from tests.pgbouncer.support import running_pgbouncer  # noqa: E402
 from usersvc.db.migrations import apply_migrations  # noqa: E402
 from usersvc.db.pool import SERVER_SETTINGS  # noqa: E402
@@ -75,7 +76,7 @@ def start(
         "USERSVC_PORT": str(port),
         "USERSVC_LOG_LEVEL": "WARNING",
         "USERSVC_LOG_FORMAT": "json",
-    }
+    } | UNTHROTTLED
     log = LOGS / f"{name.replace(', ', '-').replace(' ', '')}.log"
     with log.open("w") as out:
         process = subprocess.Popen(

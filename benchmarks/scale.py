@@ -61,6 +61,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import psycopg
 from http_load import (
+    UNTHROTTLED,
     Runs,
     Server,
     bench_exchange,
@@ -88,12 +89,6 @@ SEED_CHUNK = 100_000  # users per seeding transaction
 # (79,000,000,000 + 2,000,000 a run, see http_load.Runs) for 450 runs and more.
 SEED_PHONES = 79_900_000_000
 SQL_PHONES = 79_800_000_000  # the SQL timings' new contacts (rolled back)
-# wrk is one caller: its quotas (docs/api.md §9) are raised out of its way, and still
-# counted on every request as in production.
-UNTHROTTLED = {
-    "USERSVC_RATE_LIMIT": "1000000/second",
-    "USERSVC_RATE_LIMIT_LOOKUPS": "1000000/second",
-}
 
 
 # --- seeding ---

@@ -33,6 +33,9 @@ from uuid import uuid4
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.http_load import UNTHROTTLED
+
 ADMIN_URL = os.environ.get(
     "USERSVC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -114,6 +117,7 @@ def main() -> None:
             for name, extra in CONFIGS.items():
                 env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
                 env |= {"USERSVC_DATABASE_URL": database_url, "USERSVC_LOG_FORMAT": "json"}
+                env |= UNTHROTTLED
                 if name == "full":
                     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{receiver_port}"
                 env |= extra
