@@ -499,6 +499,15 @@ async def side_by_side(
     return results
 
 
+def record_rss(results: dict[str, dict[str, list[dict]]], *servers: Server) -> None:
+    """Each round's peak RSS: its server's, read once the rounds are done."""
+    peaks = {server.name: server.peak_rss_mb() for server in servers}
+    for per in results.values():
+        for name, rounds in per.items():
+            for result in rounds:
+                result["rss_mb"] = peaks[name]
+
+
 def _round_line(scenario: str, number: int, name: str, result: dict) -> str:
     line = (
         f"  {scenario:6} round {number} {name:14} {result['rps']:7.0f} req/s  "
@@ -751,12 +760,7 @@ async def run(args: argparse.Namespace) -> None:
                             results = await side_by_side(
                                 runs, floor_server, floor_ids, server, svc_ids, args.rounds, say
                             )
-                            for per in results.values():
-                                for name, rounds in per.items():
-                                    who = floor_server if name == floor_server.name else server
-                                    rss = who.peak_rss_mb()
-                                    for r in rounds:
-                                        r["rss_mb"] = rss
+                            record_rss(results, floor_server, server)
                             all_results[server.name] = results
                         finally:
                             await server.stop()
@@ -850,11 +854,7 @@ async def run_auth(args: argparse.Namespace) -> None:
                         results = await side_by_side(
                             runs, plain, ids, checked, ids, args.rounds, say
                         )
-                        for per in results.values():
-                            for name, rounds in per.items():
-                                rss = (plain if name == plain.name else checked).peak_rss_mb()
-                                for r in rounds:
-                                    r["rss_mb"] = rss
+                        record_rss(results, plain, checked)
                     finally:
                         for server in (checked, plain, its_relay):
                             await server.stop()
