@@ -6,13 +6,11 @@ test reads its log file.
 """
 
 import asyncio
-import json
 import os
 import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from tests.api.support import API, COMMANDS, create_user, delete_temporarily, link, user_body
+from tests.personal_data import finder, sent_values
 from tests.reliability.private_postgres import PrivatePostgres
 from usersvc.db.pool import create_pool
 from usersvc.db.queries import load
@@ -173,17 +172,6 @@ async def test_a_change_of_contacts_racing_the_services_own_create_waits_for_its
 
 # --- the whole API suite against the private server ------------------------------------
 
-PERSONAL_KEYS = {
-    "email",
-    "phone",
-    "firstname",
-    "lastname",
-    "middlename",
-    "connection_link",
-    "connected_for",
-    "reason",
-}
-SHORTEST = 4  # shorter values are found by chance (in a word, a number)
 # The words of the schema and of the queries, which the log quotes in a STATEMENT line (a
 # connection reason such as "work" is no one's personal data there).
 OWN_WORDS = {
@@ -192,17 +180,6 @@ OWN_WORDS = {
     for path in (REPO / folder).glob("*.sql")
     for word in re.findall(r"[A-Za-z_]+", path.read_text())
 }
-
-
-def _personal_values(value: object, key: str | None = None) -> Iterator[str]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _personal_values(v, k)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _personal_values(item, key)
-    elif key in PERSONAL_KEYS and isinstance(value, str | int) and not isinstance(value, bool):
-        yield str(value)
 
 
 # The API tests that make the database refuse or wait: every test that provokes a 409,
@@ -265,17 +242,10 @@ def test_the_api_suite_leaves_no_personal_data_in_postgresqls_log(tmp_path: Path
     finally:
         server.destroy()
 
-    values: set[str] = set()
-    for line in (tmp_path / "sent.jsonl").read_text().splitlines():
-        try:
-            values.update(_personal_values(json.loads(json.loads(line))))
-        except (ValueError, RecursionError):
-            continue  # a URL, or a deliberately malformed (or deeply nested) body
-    values = {v for v in values if len(v) >= SHORTEST and v not in OWN_WORDS}
+    values = sent_values(tmp_path, OWN_WORDS)
     assert len(values) > 300, "the suite sent too few personal values to prove anything"
     # The suite did make the server log errors (the timeouts, databases dropped under
     # their sessions): a log that was written, and read.
     assert "ERROR:" in logged
-    alternatives = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
-    leaks = re.findall(rf"(?<!\w)(?:{alternatives})(?!\w)", logged)
+    leaks = finder(values).findall(logged)
     assert not leaks, sorted(set(leaks))[:10]

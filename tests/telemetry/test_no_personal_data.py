@@ -17,12 +17,12 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import aiormq
 
+from tests.personal_data import finder, sent_values
 from tests.telemetry.processes import (
     REPO,
     environment,
@@ -34,18 +34,6 @@ from tests.telemetry.processes import (
     wait_ready,
 )
 
-PERSONAL_KEYS = {
-    "email",
-    "phone",
-    "firstname",
-    "lastname",
-    "middlename",
-    "connection_link",
-    "connected_for",
-    "reason",
-}
-# Shorter values would be found by chance (in a word of a traceback, a number).
-SHORTEST = 4
 # yoyo logs the migrations' SQL at DEBUG: a connection reason such as "work" that is
 # a word of that text is no one's personal data there.
 SCHEMA_WORDS = {
@@ -56,23 +44,6 @@ SCHEMA_WORDS = {
 SOURCE_FILE = re.compile(r'File "[^"]*"')
 # Written by us, never from a request body: ids and times, which hold random hex digits.
 GENERATED = ("time", "trace_id", "span_id", "request_id", "duration_ms", "pid", "size")
-
-
-def _personal_values(value: object, key: str | None = None) -> Iterator[str]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _personal_values(v, k)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _personal_values(item, key)
-    elif key in PERSONAL_KEYS and isinstance(value, str | int) and not isinstance(value, bool):
-        yield str(value)
-
-
-def _finder(values: set[str]) -> re.Pattern[str]:
-    """Whole values only ("work" is not found in "network")."""
-    alternatives = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
 
 
 def _leaks(lines: list[dict], any_value: re.Pattern[str]) -> list[tuple[str, str]]:
@@ -128,18 +99,11 @@ def test_no_output_of_the_api_suite_and_its_relay_holds_an_email_phone_name_link
         published = asyncio.run(_take_all(amqp_url, name))
     assert run.returncode == 0, run.stdout[-3000:]
 
-    values: set[str] = set()
-    for line in (tmp_path / "sent.jsonl").read_text().splitlines():
-        sent = json.loads(line)
-        try:
-            values.update(_personal_values(json.loads(sent)))
-        except (ValueError, RecursionError):
-            continue  # a URL, or a deliberately malformed (or deeply nested) body
-    values = {v for v in values if len(v) >= SHORTEST and v not in SCHEMA_WORDS}
+    values = sent_values(tmp_path, SCHEMA_WORDS)
     assert len(values) > 300, "the suite sent too few personal values to prove anything"
     assert any("@" in v for v in values)
     assert any(v.startswith("https://") for v in values)
-    any_value = _finder(values)
+    any_value = finder(values)
 
     # The relay published the suite's events, personal data and all, to the broker, ...
     assert len(published) > 1000, "too few events published: did the relay run?"
@@ -196,9 +160,9 @@ def test_usersvc_serve_at_debug_with_its_relay_prints_no_personal_data(
     assert len(published) == 10
     assert all(any(v in body for body in published) for v in values), (values, published)
     lines = json_lines(output)
-    leaks = _leaks(lines, _finder(values))
+    leaks = _leaks(lines, finder(values))
     assert not leaks, leaks[:5]
-    assert not _finder(values).findall(output)
+    assert not finder(values).findall(output)
     # Logged at DEBUG all the same: aiormq's frames, by size.
     assert len(_frame_lines(lines)) >= 10
 
